@@ -1,0 +1,184 @@
+import type { Namespace, Socket } from 'socket.io'
+import {
+  topicMatches,
+  type ChatClientToServerEvents,
+  type ChatServerToClientEvents,
+  type Envelope,
+  type LiveClientToServerEvents,
+  type LiveServerToClientEvents,
+} from '../protocol/index.ts'
+
+export interface LiveSocketData {
+  /** Topic filters this client receives; `#` by default. */
+  filters: string[]
+}
+
+export type ChatNamespace = Namespace<ChatClientToServerEvents, ChatServerToClientEvents>
+export type LiveNamespace = Namespace<LiveClientToServerEvents, LiveServerToClientEvents, object, LiveSocketData>
+export type LiveSocket = Socket<LiveClientToServerEvents, LiveServerToClientEvents, object, LiveSocketData>
+type AnySocket = Socket<never, never, object, unknown>
+
+export interface FanoutOptions {
+  /**
+   * Packets a socket client may have waiting to be written before it is
+   * skipped. A skipped client misses messages until its backlog is written
+   * out; then it receives again. This bounds server memory per client.
+   * @default 128
+   */
+  maxPendingPackets?: number
+  /** Envelopes in one `messages` frame. @default 256 */
+  maxBatch?: number
+}
+
+export const fanoutDefaults = { maxPendingPackets: 128, maxBatch: 256 } satisfies Required<FanoutOptions>
+
+export interface FanoutStats {
+  /** Envelopes not sent to clients that were too far behind. */
+  dropped: number
+  /** Clients skipped at least once for being too far behind. */
+  slowClients: number
+  /** socket.io packets broadcast (each encoded once, whatever the number of receivers). */
+  broadcasts: number
+}
+
+/** Room of the clients that are too far behind to be sent more. */
+const LAGGING = 'lagging'
+const DEFAULT_FILTERS = ['#']
+
+/**
+ * Delivers messages to both namespaces. Messages that arrive in the same turn
+ * of the event loop (one TCP read often holds many publishes) leave together
+ * on the next turn: `/live` clients get one frame per filter group, encoded
+ * once and written to every member of the group.
+ */
+export class Fanout {
+  readonly stats: FanoutStats = { dropped: 0, slowClients: 0, broadcasts: 0 }
+  readonly #chat: ChatNamespace
+  readonly #live: LiveNamespace
+  readonly #opts: Required<FanoutOptions>
+  /** Filter groups by room name; each `/live` client is in exactly one. */
+  readonly #groups = new Map<string, { filters: string[]; members: number }>()
+  /** Clients skipped for now, and their namespace. */
+  readonly #lagging = new Map<AnySocket, 'chat' | 'live'>()
+  #queue: Envelope[] = []
+  #scheduled: NodeJS.Immediate | null = null
+
+  constructor(chat: ChatNamespace, live: LiveNamespace, opts: FanoutOptions = {}) {
+    this.#chat = chat
+    this.#live = live
+    this.#opts = { ...fanoutDefaults, ...opts }
+  }
+
+  /** Starts watching a `/` client's backlog. */
+  addChatClient(socket: Socket): void {
+    this.#watchBacklog(socket as AnySocket, 'chat')
+  }
+
+  /** Puts a `/live` client in the default group and watches its backlog. */
+  addLiveClient(socket: LiveSocket): void {
+    socket.data.filters = DEFAULT_FILTERS
+    this.#join(socket, DEFAULT_FILTERS)
+    this.#watchBacklog(socket as AnySocket, 'live')
+    socket.on('disconnect', () => this.#leave(socket))
+  }
+
+  /** Replaces a `/live` client's topic filters (already validated). */
+  setFilters(socket: LiveSocket, filters: string[]): string[] {
+    const unique = [...new Set(filters)].sort()
+    this.#leave(socket)
+    socket.data.filters = unique
+    this.#join(socket, unique)
+    return unique
+  }
+
+  send(envelope: Envelope): void {
+    this.#queue.push(envelope)
+    this.#scheduled ??= setImmediate(() => this.flush())
+  }
+
+  flush(): void {
+    this.#scheduled = null
+    const queue = this.#queue
+    if (queue.length === 0) return
+    this.#queue = []
+
+    const missed = new Map<string, number>()
+    let chatCount = 0
+    for (const envelope of queue) {
+      // [MQTT-4.7.2-1] $SYS belongs to the broker; the seed protocol never carried it
+      if (envelope.topic.startsWith('$')) continue
+      this.#chat.except(LAGGING).emit('message', envelope.payload)
+      chatCount++
+    }
+    this.stats.broadcasts += chatCount
+
+    for (const [room, group] of this.#groups) {
+      const batch = queue.filter((e) => group.filters.some((f) => topicMatches(f, e.topic)))
+      missed.set(room, batch.length)
+      for (let i = 0; i < batch.length; i += this.#opts.maxBatch) {
+        const chunk = batch.slice(i, i + this.#opts.maxBatch)
+        const target = this.#live.to(room).except(LAGGING)
+        if (chunk.length === 1) target.emit('message', chunk[0]!)
+        else target.emit('messages', chunk)
+        this.stats.broadcasts++
+      }
+    }
+
+    for (const [socket, namespace] of this.#lagging) {
+      this.stats.dropped +=
+        namespace === 'chat' ? chatCount : (missed.get(roomOf((socket as LiveSocket).data.filters)) ?? 0)
+    }
+  }
+
+  close(): void {
+    if (this.#scheduled) clearImmediate(this.#scheduled)
+    this.#scheduled = null
+    this.#queue = []
+  }
+
+  #join(socket: LiveSocket, filters: string[]): void {
+    const room = roomOf(filters)
+    const group = this.#groups.get(room)
+    if (group) group.members++
+    else this.#groups.set(room, { filters, members: 1 })
+    void socket.join(room)
+  }
+
+  #leave(socket: LiveSocket): void {
+    const room = roomOf(socket.data.filters)
+    void socket.leave(room)
+    const group = this.#groups.get(room)
+    if (group && --group.members === 0) this.#groups.delete(room)
+  }
+
+  /**
+   * engine.io queues packets while the previous write is still in flight and
+   * hands them all to the transport on `flush`, so packets created since the
+   * last flush are this client's backlog.
+   */
+  #watchBacklog(socket: AnySocket, namespace: 'chat' | 'live'): void {
+    const conn = socket.conn
+    let pending = 0
+    const onCreate = () => {
+      if (++pending <= this.#opts.maxPendingPackets || this.#lagging.has(socket)) return
+      this.#lagging.set(socket, namespace)
+      this.stats.slowClients++
+      void socket.join(LAGGING)
+    }
+    const onFlush = () => {
+      pending = 0
+      if (this.#lagging.delete(socket)) void socket.leave(LAGGING)
+    }
+    conn.on('packetCreate', onCreate)
+    conn.on('flush', onFlush)
+    socket.on('disconnect', () => {
+      conn.off('packetCreate', onCreate)
+      conn.off('flush', onFlush)
+      this.#lagging.delete(socket)
+    })
+  }
+}
+
+function roomOf(filters: string[]): string {
+  return `filters:${filters.join('\u0000')}`
+}

@@ -1,0 +1,30 @@
+import type { Ack } from './errors.ts'
+import type { Envelope, PublishRequest, SubscribeRequest } from './envelope.ts'
+
+/** The structured namespace; `/` keeps the seed's one-string protocol. */
+export const LIVE_NAMESPACE = '/live'
+
+/** Namespace `/`: the seed protocol, one string per `message`. */
+export interface ChatServerToClientEvents {
+  message: (text: string) => void
+}
+
+export interface ChatClientToServerEvents {
+  message: (text: string, ack?: (ack: Ack) => void) => void
+}
+
+/**
+ * Namespace `/live`. A burst of messages that arrive together is sent as one
+ * `messages` batch instead of many `message` events; clients handle both.
+ */
+export interface LiveServerToClientEvents {
+  message: (envelope: Envelope) => void
+  messages: (batch: Envelope[]) => void
+}
+
+export interface LiveClientToServerEvents {
+  /** A string is chat text; an object is published to MQTT as is. */
+  message: (message: PublishRequest | string, ack?: (ack: Ack) => void) => void
+  /** Replace this client's topic filters; the default is `#` (everything but `$SYS`). */
+  subscribe: (filters: SubscribeRequest, ack?: (ack: Ack<{ filters: string[] }>) => void) => void
+}
