@@ -2,6 +2,7 @@ import type { Server } from 'socket.io'
 import type { Logger } from 'pino'
 import type { AedesPublishPacket, Client } from 'aedes'
 import {
+  DEFAULT_LIVE_FILTERS,
   ErrorCodes,
   LIVE_NAMESPACE,
   PublishRequestSchema,
@@ -11,6 +12,7 @@ import {
   topicError,
   type Ack,
   type Envelope,
+  type LiveAuth,
 } from '../protocol/index.ts'
 import type { Broker } from '../broker/broker.ts'
 import { Fanout, type ChatNamespace, type FanoutOptions, type LiveNamespace, type LiveSocket } from './fanout.ts'
@@ -127,6 +129,15 @@ export function createBridge(broker: Broker, io: Server, opts: BridgeOptions = {
     })
   })
 
+  // Filters in the handshake apply before the first message, and again on every reconnect.
+  live.use((socket, next) => {
+    const { filters } = socket.handshake.auth as LiveAuth
+    const parsed = filters === undefined ? [...DEFAULT_LIVE_FILTERS] : parseFilters(filters)
+    if (typeof parsed === 'string') return next(new Error(`${ErrorCodes.E_INVALID_FILTER}: ${parsed}`))
+    socket.data.filters = parsed
+    next()
+  })
+
   live.on('connection', (socket: LiveSocket) => {
     log?.debug({ socketId: socket.id }, `socket client connected to ${LIVE_NAMESPACE}`)
     fanout.addLiveClient(socket)
@@ -151,15 +162,8 @@ export function createBridge(broker: Broker, io: Server, opts: BridgeOptions = {
 
     socket.on('subscribe', (request: unknown, ack: unknown) => {
       const reply = ackOf(ack)
-      const parsed = SubscribeRequestSchema.safeParse(request)
-      if (!parsed.success) {
-        return reject(reply, ErrorCodes.E_INVALID_FILTER, 'subscribe takes a topic filter or an array of 1 to 256 filters')
-      }
-      const filters = typeof parsed.data === 'string' ? [parsed.data] : parsed.data
-      for (const filter of filters) {
-        const problem = filterError(filter)
-        if (problem) return reject(reply, ErrorCodes.E_INVALID_FILTER, `invalid filter ${JSON.stringify(filter)}: ${problem}`)
-      }
+      const filters = parseFilters(request)
+      if (typeof filters === 'string') return reject(reply, ErrorCodes.E_INVALID_FILTER, filters)
       reply({ ok: true, filters: fanout.setFilters(socket, filters) })
     })
   })
@@ -180,4 +184,16 @@ function describe(value: unknown): string {
   if (value === null) return 'null'
   if (Array.isArray(value)) return 'an array'
   return typeof value === 'object' ? 'an object' : typeof value
+}
+
+/** Valid MQTT filters from a `subscribe` request or handshake, or why not. */
+function parseFilters(request: unknown): string[] | string {
+  const parsed = SubscribeRequestSchema.safeParse(request)
+  if (!parsed.success) return 'filters must be a topic filter or an array of 1 to 256 filters'
+  const filters = typeof parsed.data === 'string' ? [parsed.data] : parsed.data
+  for (const filter of filters) {
+    const problem = filterError(filter)
+    if (problem) return `invalid filter ${JSON.stringify(filter)}: ${problem}`
+  }
+  return filters
 }

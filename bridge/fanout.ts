@@ -9,7 +9,7 @@ import {
 } from '../protocol/index.ts'
 
 export interface LiveSocketData {
-  /** Topic filters this client receives; `#` by default. */
+  /** Topic filters this client receives; set by the handshake, `#` by default. */
   filters: string[]
 }
 
@@ -43,7 +43,6 @@ export interface FanoutStats {
 
 /** Room of the clients that are too far behind to be sent more. */
 const LAGGING = 'lagging'
-const DEFAULT_FILTERS = ['#']
 
 /**
  * Delivers messages to both namespaces. Messages that arrive in the same turn
@@ -74,21 +73,20 @@ export class Fanout {
     this.#watchBacklog(socket as AnySocket, 'chat')
   }
 
-  /** Puts a `/live` client in the default group and watches its backlog. */
+  /** Puts a `/live` client in the group of its handshake filters and watches its backlog. */
   addLiveClient(socket: LiveSocket): void {
-    socket.data.filters = DEFAULT_FILTERS
-    this.#join(socket, DEFAULT_FILTERS)
+    socket.data.filters = normalize(socket.data.filters)
+    this.#join(socket, socket.data.filters)
     this.#watchBacklog(socket as AnySocket, 'live')
     socket.on('disconnect', () => this.#leave(socket))
   }
 
   /** Replaces a `/live` client's topic filters (already validated). */
   setFilters(socket: LiveSocket, filters: string[]): string[] {
-    const unique = [...new Set(filters)].sort()
     this.#leave(socket)
-    socket.data.filters = unique
-    this.#join(socket, unique)
-    return unique
+    socket.data.filters = normalize(filters)
+    this.#join(socket, socket.data.filters)
+    return socket.data.filters
   }
 
   send(envelope: Envelope): void {
@@ -177,6 +175,11 @@ export class Fanout {
       this.#lagging.delete(socket)
     })
   }
+}
+
+/** One group per distinct set of filters, whatever their order. */
+function normalize(filters: string[]): string[] {
+  return [...new Set(filters)].sort()
 }
 
 function roomOf(filters: string[]): string {

@@ -35,3 +35,8 @@ export type PublishRequest = z.input<typeof PublishRequestSchema>
 export const SubscribeRequestSchema = z.union([z.string(), z.array(z.string()).min(1).max(256)])
 
 export type SubscribeRequest = z.input<typeof SubscribeRequestSchema>
+
+/** What a `/live` client may send in its handshake (`io(url, { auth })`): filters applied from the first message on. */
+export interface LiveAuth {
+  filters?: SubscribeRequest
+}

@@ -4,6 +4,9 @@ import type { Envelope, PublishRequest, SubscribeRequest } from './envelope.ts'
 /** The structured namespace; `/` keeps the seed's one-string protocol. */
 export const LIVE_NAMESPACE = '/live'
 
+/** What a `/live` client receives until it asks for less: everything but `$SYS` [MQTT-4.7.2-1]. */
+export const DEFAULT_LIVE_FILTERS: readonly string[] = ['#']
+
 /** Namespace `/`: the seed protocol, one string per `message`. */
 export interface ChatServerToClientEvents {
   message: (text: string) => void

@@ -1,0 +1,62 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util'
+
+/** Wrong flags or values: the command says what is wrong and exits 2. */
+export class UsageError extends Error {
+  override name = 'UsageError'
+  /** Print the whole usage too, as for an unknown flag; a bad value needs only its one line. */
+  constructor(
+    message: string,
+    readonly showUsage = false,
+  ) {
+    super(message)
+  }
+}
+
+/** Something went wrong at run time: the command prints one line and exits 1. */
+export class CliError extends Error {
+  override name = 'CliError'
+}
+
+export interface Command {
+  name: string
+  summary: string
+  usage: string
+  run(argv: string[]): Promise<number | void>
+}
+
+type Options = NonNullable<ParseArgsConfig['options']>
+
+/** `node:util` parseArgs, strict, with `--help` on every command and errors as UsageError. */
+export function parse<O extends Options>(argv: string[], options: O, allowPositionals = false) {
+  try {
+    return parseArgs({
+      args: argv,
+      options: { ...options, help: { type: 'boolean', short: 'h' } },
+      strict: true,
+      allowPositionals,
+    })
+  } catch (err) {
+    throw new UsageError((err as Error).message.replace(/\. To specify a positional argument.*$/s, ''), true)
+  }
+}
+
+/** Reads `--name`, then the environment variable, then the default. */
+export function pick(flag: string | undefined, env: string | undefined, fallback: string): string {
+  return flag ?? env ?? fallback
+}
+
+/** Parses a whole number within a range, or throws a UsageError that names the flag. */
+export function integer(value: string, flag: string, min: number, max: number): number {
+  const n = Number(value)
+  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
+    throw new UsageError(`${flag} must be a whole number from ${min} to ${max}, got ${JSON.stringify(value)}`)
+  }
+  return n
+}
+
+/** Default server URL for the clients: the local Pulseboard, or PULSEBOARD_URL. */
+export function serverUrl(flag: string | undefined): string {
+  const url = pick(flag, process.env.PULSEBOARD_URL, 'http://localhost:5000')
+  if (!/^https?:\/\/[^/]/.test(url)) throw new UsageError(`--url must be an http:// or https:// URL, got ${JSON.stringify(url)}`)
+  return url.replace(/\/+$/, '')
+}

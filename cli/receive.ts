@@ -1,0 +1,63 @@
+import { UsageError, parse, serverUrl, type Command } from './args.ts'
+import { connectLive } from './connect.ts'
+import { filterError, type Envelope } from '../protocol/index.ts'
+
+const usage = `Usage: pulseboard receive [options]
+
+Prints every message as it arrives: "receive message : <text>", as the seed's
+receiver does, or one JSON envelope per line with --json.
+
+Options:
+  -t, --topic <filter>  only topics matching this MQTT filter (+ and # wildcards);
+                        repeat for several (default: everything but $SYS)
+      --json            print /live envelopes as NDJSON (for jq)
+      --url <url>       Pulseboard server (env PULSEBOARD_URL, default http://localhost:5000)
+  -h, --help            show this help
+
+Examples:
+  pulseboard receive
+  pulseboard receive --json --topic 'devices/+/telemetry' | jq .payload`
+
+export const receive: Command = {
+  name: 'receive',
+  summary: 'print messages as they arrive',
+  usage,
+  async run(argv) {
+    const { values } = parse(argv, {
+      topic: { type: 'string', short: 't', multiple: true },
+      json: { type: 'boolean' },
+      url: { type: 'string' },
+    })
+    const url = serverUrl(values.url)
+    const filters = values.topic ?? []
+    for (const filter of filters) {
+      const problem = filterError(filter)
+      if (problem) throw new UsageError(`--topic ${JSON.stringify(filter)}: ${problem}`)
+    }
+    const format = values.json
+      ? (e: Envelope) => JSON.stringify(e)
+      : (e: Envelope) => `receive message : ${e.payload}`
+    const print = (e: Envelope) => {
+      process.stdout.write(format(e) + '\n')
+    }
+    // `receive | head` closes the pipe; that is a normal way to stop
+    process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') process.exit(0)
+    })
+
+    // filters go in the handshake, so they hold from the first message and after every reconnect
+    const socket = await connectLive(url, filters.length > 0 ? { filters } : {})
+    socket.on('message', print)
+    socket.on('messages', (batch) => batch.forEach(print))
+    socket.io.on('reconnect', () => console.error('pulseboard receive: reconnected'))
+    socket.on('disconnect', (reason) => {
+      if (reason !== 'io client disconnect') console.error(`pulseboard receive: connection lost (${reason}); reconnecting`)
+    })
+
+    await new Promise<void>((resolve) => {
+      process.once('SIGINT', resolve)
+      process.once('SIGTERM', resolve)
+    })
+    socket.disconnect()
+  },
+}
