@@ -67,6 +67,21 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
   }))
   http.get('/metrics', async () => ({ body: await metrics.metrics(), contentType: metrics.contentType }))
 
+  const { registry } = bridge
+  const unknownDevice = (id: string) => ({ status: 404, body: { error: `no device ${JSON.stringify(id)} is known` } })
+  http.get('/api/devices', () => ({ body: registry.list() }))
+  http.get('/api/devices/:id', ({ id }) => {
+    const device = registry.get(id!)
+    return device ? { body: device } : unknownDevice(id!)
+  })
+  http.get('/api/devices/:id/history', ({ id }, query) => {
+    const metrics = query.get('metrics')?.split(',').filter(Boolean)
+    const since = Number(query.get('since') ?? '')
+    const history = registry.history(id!, metrics, Number.isFinite(since) && since > 0 ? since : undefined)
+    return history ? { body: history } : unknownDevice(id!)
+  })
+  http.get('/api/topics', () => ({ body: registry.topics() }))
+
   async function listen(): Promise<{ mqttPort: number; port: number }> {
     const mqttPort = await listenOn(broker.tcpServer, 'mqtt', opts.mqttPort ?? pulseboardDefaults.mqttPort, opts.host)
     const port = await listenOn(http.server, 'http', opts.port ?? pulseboardDefaults.port, opts.host)

@@ -2,6 +2,7 @@ import type { Server } from 'socket.io'
 import type { Logger } from 'pino'
 import type { AedesPublishPacket, Client } from 'aedes'
 import {
+  CommandRequestSchema,
   DEFAULT_LIVE_FILTERS,
   ErrorCodes,
   LIVE_NAMESPACE,
@@ -17,11 +18,13 @@ import {
 import type { Broker } from '../broker/broker.ts'
 import { Fanout, type ChatNamespace, type FanoutOptions, type LiveNamespace, type LiveSocket } from './fanout.ts'
 import { decodePayload, encodePayload } from './payload.ts'
+import { Registry, type RegistryOptions } from './registry.ts'
 
 export interface BridgeOptions {
   /** MQTT topic that chat text from socket clients is published on. @default "messages" */
   chatTopic?: string
   fanout?: FanoutOptions
+  registry?: RegistryOptions
   logger?: Logger
 }
 
@@ -37,6 +40,7 @@ export interface BridgeStats {
 export interface Bridge {
   readonly stats: BridgeStats
   readonly fanout: Fanout
+  readonly registry: Registry
   readonly chat: ChatNamespace
   readonly live: LiveNamespace
   close(): Promise<void>
@@ -55,6 +59,8 @@ export function createBridge(broker: Broker, io: Server, opts: BridgeOptions = {
   const chat: ChatNamespace = io.of('/')
   const live: LiveNamespace = io.of(LIVE_NAMESPACE)
   const fanout = new Fanout(chat, live, opts.fanout)
+  const registry = new Registry(opts.registry)
+  registry.on('update', (changed, readings) => fanout.sendDeviceUpdate(changed, readings))
   const stats: BridgeStats = { socketMessagesIn: 0, socketMessagesRejected: 0 }
 
   function onPublish(packet: AedesPublishPacket, client: Client | null): void {
@@ -71,8 +77,20 @@ export function createBridge(broker: Broker, io: Server, opts: BridgeOptions = {
     }
     if (client) envelope.clientId = client.id
     fanout.send(envelope)
+    if (client) registry.ingest(envelope)
   }
   broker.aedes.on('publish', onPublish)
+
+  function onClientReady(client: Client): void {
+    // aedes keeps the CONNECT packet's will on the client; its types leave it out
+    const will = (client as Client & { will?: { topic: string; payload: Buffer | string } | null }).will
+    registry.clientConnected(client.id, will ? { topic: will.topic, payload: encodePayload(will.payload).payload } : undefined)
+  }
+  function onClientDisconnect(client: Client): void {
+    registry.clientDisconnected(client.id)
+  }
+  broker.aedes.on('clientReady', onClientReady)
+  broker.aedes.on('clientDisconnect', onClientDisconnect)
 
   /** Publishes one socket client's message to MQTT and shows it to every socket client. */
   function publish(
@@ -97,6 +115,7 @@ export function createBridge(broker: Broker, io: Server, opts: BridgeOptions = {
     }
     if (msg.encoding) envelope.encoding = msg.encoding
     fanout.send(envelope)
+    registry.ingest(envelope)
     broker.aedes.publish(
       { cmd: 'publish', topic: msg.topic, payload: msg.payload, qos: msg.qos, retain: msg.retain, dup: false },
       (err) => {
@@ -131,16 +150,18 @@ export function createBridge(broker: Broker, io: Server, opts: BridgeOptions = {
 
   // Filters in the handshake apply before the first message, and again on every reconnect.
   live.use((socket, next) => {
-    const { filters } = socket.handshake.auth as LiveAuth
+    const { filters, devices } = socket.handshake.auth as LiveAuth
     const parsed = filters === undefined ? [...DEFAULT_LIVE_FILTERS] : parseFilters(filters)
     if (typeof parsed === 'string') return next(new Error(`${ErrorCodes.E_INVALID_FILTER}: ${parsed}`))
     socket.data.filters = parsed
+    socket.data.devices = devices !== false
     next()
   })
 
   live.on('connection', (socket: LiveSocket) => {
     log?.debug({ socketId: socket.id }, `socket client connected to ${LIVE_NAMESPACE}`)
     fanout.addLiveClient(socket)
+    if (socket.data.devices) socket.emit('devices', registry.list())
 
     socket.on('message', (message: unknown, ack: unknown) => {
       const reply = ackOf(ack)
@@ -160,6 +181,22 @@ export function createBridge(broker: Broker, io: Server, opts: BridgeOptions = {
       publish(socket.id, { topic, payload: bytes, text: payload, qos, retain, ...(encoding && { encoding }) }, reply)
     })
 
+    socket.on('command', (request: unknown, ack: unknown) => {
+      const reply = ackOf(ack)
+      const parsed = CommandRequestSchema.safeParse(request)
+      if (!parsed.success) {
+        return reject(reply, ErrorCodes.E_INVALID_MESSAGE, 'command takes { device, name, value }')
+      }
+      const { device, name, value } = parsed.data
+      const command = registry.command(device, name, value)
+      if (!command) return reject(reply, ErrorCodes.E_UNKNOWN_DEVICE, `no device ${JSON.stringify(device)} is known`)
+      if ('error' in command) return reject(reply, command.error, command.message)
+      const { topic, payload } = command
+      publish(socket.id, { topic, payload: Buffer.from(payload), text: payload, qos: 1, retain: false }, (result) =>
+        reply(result.ok ? { ok: true, topic, payload } : result),
+      )
+    })
+
     socket.on('subscribe', (request: unknown, ack: unknown) => {
       const reply = ackOf(ack)
       const filters = parseFilters(request)
@@ -170,10 +207,13 @@ export function createBridge(broker: Broker, io: Server, opts: BridgeOptions = {
 
   async function close(): Promise<void> {
     broker.aedes.off('publish', onPublish)
+    broker.aedes.off('clientReady', onClientReady)
+    broker.aedes.off('clientDisconnect', onClientDisconnect)
     fanout.close()
+    registry.close()
   }
 
-  return { stats, fanout, chat, live, close }
+  return { stats, fanout, registry, chat, live, close }
 }
 
 function ackOf(ack: unknown): AckFn {

@@ -3,7 +3,9 @@ import {
   topicMatches,
   type ChatClientToServerEvents,
   type ChatServerToClientEvents,
+  type DeviceState,
   type Envelope,
+  type Reading,
   type LiveClientToServerEvents,
   type LiveServerToClientEvents,
 } from '../protocol/index.ts'
@@ -11,6 +13,8 @@ import {
 export interface LiveSocketData {
   /** Topic filters this client receives; set by the handshake, `#` by default. */
   filters: string[]
+  /** Receives `device` and `readings` updates; set by the handshake, true by default. */
+  devices: boolean
 }
 
 export type ChatNamespace = Namespace<ChatClientToServerEvents, ChatServerToClientEvents>
@@ -43,6 +47,8 @@ export interface FanoutStats {
 
 /** Room of the clients that are too far behind to be sent more. */
 const LAGGING = 'lagging'
+/** Room of the `/live` clients that follow device updates. */
+const DEVICES = 'devices'
 
 /**
  * Delivers messages to both namespaces. Messages that arrive in the same turn
@@ -77,6 +83,7 @@ export class Fanout {
   addLiveClient(socket: LiveSocket): void {
     socket.data.filters = normalize(socket.data.filters)
     this.#join(socket, socket.data.filters)
+    if (socket.data.devices) void socket.join(DEVICES)
     this.#watchBacklog(socket as AnySocket, 'live')
     socket.on('disconnect', () => this.#leave(socket))
   }
@@ -126,6 +133,13 @@ export class Fanout {
       this.stats.dropped +=
         namespace === 'chat' ? chatCount : (missed.get(roomOf((socket as LiveSocket).data.filters)) ?? 0)
     }
+  }
+
+  /** Device changes and readings, already batched by the registry. */
+  sendDeviceUpdate(changed: DeviceState[], readings: Reading[]): void {
+    const target = this.#live.to(DEVICES).except(LAGGING)
+    if (changed.length > 0) target.emit('device', changed)
+    if (readings.length > 0) target.emit('readings', readings)
   }
 
   close(): void {

@@ -23,7 +23,7 @@ export interface RouteReply {
 }
 
 /** Answers a GET; `params` holds the `:name` parts of the route's path. */
-export type RouteHandler = (params: Record<string, string>) => RouteReply | Promise<RouteReply>
+export type RouteHandler = (params: Record<string, string>, query: URLSearchParams) => RouteReply | Promise<RouteReply>
 
 export interface HttpServer {
   readonly server: http.Server
@@ -48,7 +48,7 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
       if (!match) continue
       if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, { status: 405, body: { error: 'use GET' } })
       Promise.resolve()
-        .then(() => handler(decodeParams(match.groups)))
+        .then(() => handler(decodeParams(match.groups), url.searchParams))
         .then(
           (reply) => send(res, reply),
           (err: Error) => send(res, { status: 500, body: { error: err.message } }),

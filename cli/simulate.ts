@@ -1,8 +1,86 @@
-import type { Command } from './args.ts'
+import { createFleet } from '../simulators/fleet.ts'
+import { FORMAT_NAMES, type FormatName } from '../simulators/formats.ts'
+import { parseDuration } from '../simulators/duration.ts'
+import { CliError, UsageError, integer, parse, type Command } from './args.ts'
+
+const FORMATS = [...FORMAT_NAMES, 'mixed'] as const
+
+const usage = `Usage: pulseboard simulate [options]
+
+Runs simulated devices, each its own MQTT connection with a last will, speaking
+real firmware formats. They answer commands: a relay switches and reports back,
+"interval" changes how often they publish. Ctrl-C disconnects them cleanly.
+
+Options:
+  -n, --devices <n>       how many devices (default 5)
+  -i, --interval <time>   publish interval per device: 500ms, 1s, 2m (default 1s)
+  -f, --format <name>     ${FORMATS.join(', ')} (default mixed)
+      --url <url>         broker (env MQTT_URL, default mqtt://127.0.0.1:1883)
+      --prefix <text>     device id prefix, to run two fleets at once (default sim)
+      --keepalive <s>     MQTT keepalive; a killed device shows offline after 1.5x (default 10)
+  -h, --help              show this help
+
+Example:
+  pulseboard simulate --devices 20 --interval 1s --format mixed`
 
 export const simulate: Command = {
   name: 'simulate',
-  summary: 'run simulated devices',
-  usage: 'Usage: pulseboard simulate [options]',
-  async run() {},
+  summary: 'run simulated devices (Tasmota, ESPHome, Homie, generic)',
+  usage,
+  async run(argv) {
+    const { values } = parse(argv, {
+      devices: { type: 'string', short: 'n' },
+      interval: { type: 'string', short: 'i' },
+      format: { type: 'string', short: 'f' },
+      url: { type: 'string' },
+      prefix: { type: 'string' },
+      keepalive: { type: 'string' },
+    })
+    const devices = integer(values.devices ?? '5', '--devices', 1, 100_000)
+    const intervalMs = parseDuration(values.interval ?? '1s')
+    if (intervalMs === null) throw new UsageError(`--interval must be a duration such as 500ms, 1s or 2m, got ${JSON.stringify(values.interval)}`)
+    const format = values.format ?? 'mixed'
+    if (!(FORMATS as readonly string[]).includes(format)) {
+      throw new UsageError(`--format must be one of ${FORMATS.join(', ')}, got ${JSON.stringify(format)}`)
+    }
+    const keepalive = integer(values.keepalive ?? '10', '--keepalive', 1, 65535)
+    const url = values.url ?? process.env.MQTT_URL ?? 'mqtt://127.0.0.1:1883'
+
+    let fleet
+    try {
+      fleet = createFleet({
+        url,
+        devices,
+        intervalMs,
+        format: format as FormatName | 'mixed',
+        keepalive,
+        ...(values.prefix !== undefined && { prefix: values.prefix }),
+      })
+    } catch (err) {
+      throw new UsageError((err as Error).message)
+    }
+    const tty = process.stderr.isTTY
+    const line = () => {
+      const s = fleet.status()
+      return `${s.connected}/${s.devices} devices connected  ${s.messagesPerSecond.toFixed(0)} msg/s  ${s.published} published`
+    }
+    process.stderr.write(`Connecting ${devices} ${format} devices to ${url} ...\n`)
+    try {
+      await fleet.start()
+    } catch (err) {
+      throw new CliError(`${(err as Error).message}; is "pulseboard start" running? Use --url to point elsewhere`)
+    }
+    process.stderr.write(`All connected. Publishing every ${intervalMs} ms; Ctrl-C to stop.\n`)
+    // a live status line on a terminal, a line every 10 s in a log
+    const timer = setInterval(() => process.stderr.write(tty ? `\r\x1b[K${line()}` : `${line()}\n`), tty ? 500 : 10_000)
+
+    await new Promise<void>((resolve) => {
+      process.once('SIGINT', resolve)
+      process.once('SIGTERM', resolve)
+    })
+    clearInterval(timer)
+    process.stderr.write(`${tty ? '\n' : ''}Disconnecting ...\n`)
+    await fleet.close()
+    process.stderr.write(`Stopped. ${line()}\n`)
+  },
 }

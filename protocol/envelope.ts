@@ -39,4 +39,6 @@ export type SubscribeRequest = z.input<typeof SubscribeRequestSchema>
 /** What a `/live` client may send in its handshake (`io(url, { auth })`): filters applied from the first message on. */
 export interface LiveAuth {
   filters?: SubscribeRequest
+  /** `false` skips the `devices`, `device` and `readings` events (for clients that only want messages). @default true */
+  devices?: boolean
 }

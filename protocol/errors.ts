@@ -13,6 +13,10 @@ export const ErrorCodes = {
   E_PAYLOAD_TOO_LARGE: 'E_PAYLOAD_TOO_LARGE',
   /** The broker refused or failed the publish. */
   E_PUBLISH_FAILED: 'E_PUBLISH_FAILED',
+  /** No device with that id is known. */
+  E_UNKNOWN_DEVICE: 'E_UNKNOWN_DEVICE',
+  /** The device has no command of that name. */
+  E_UNKNOWN_COMMAND: 'E_UNKNOWN_COMMAND',
 } as const
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes]

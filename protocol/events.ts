@@ -1,5 +1,7 @@
 import type { Ack } from './errors.ts'
 import type { Envelope, PublishRequest, SubscribeRequest } from './envelope.ts'
+import type { CommandRequest, DeviceState } from './devices.ts'
+import type { Reading } from './readings/types.ts'
 
 /** The structured namespace; `/` keeps the seed's one-string protocol. */
 export const LIVE_NAMESPACE = '/live'
@@ -23,6 +25,12 @@ export interface ChatClientToServerEvents {
 export interface LiveServerToClientEvents {
   message: (envelope: Envelope) => void
   messages: (batch: Envelope[]) => void
+  /** Every known device, once on connect. */
+  devices: (all: DeviceState[]) => void
+  /** Devices that changed since the last update, at most every 100 ms. */
+  device: (changed: DeviceState[]) => void
+  /** Readings since the last batch, at most every 100 ms. */
+  readings: (batch: Reading[]) => void
 }
 
 export interface LiveClientToServerEvents {
@@ -30,4 +38,6 @@ export interface LiveClientToServerEvents {
   message: (message: PublishRequest | string, ack?: (ack: Ack) => void) => void
   /** Replace this client's topic filters; the default is `#` (everything but `$SYS`). */
   subscribe: (filters: SubscribeRequest, ack?: (ack: Ack<{ filters: string[] }>) => void) => void
+  /** Sends a command where the device's firmware listens; the ack says where it went. */
+  command: (command: CommandRequest, ack?: (ack: Ack<{ topic: string; payload: string }>) => void) => void
 }

@@ -1,0 +1,339 @@
+import { EventEmitter } from 'node:events'
+import {
+  commandFor,
+  createReadingsParser,
+  type CommandResult,
+  type DeviceFact,
+  type DeviceHistory,
+  type DeviceState,
+  type Envelope,
+  type Reading,
+  type TopicSummary,
+} from '../protocol/index.ts'
+import { Series } from './history.ts'
+
+export interface RegistryOptions {
+  /** Points kept per metric for charts and `/history`. @default 3600 */
+  historySize?: number
+  /** Batch window for `device` and `readings` updates, in ms. @default 100 */
+  updateIntervalMs?: number
+  /** Devices remembered; the least recently seen are forgotten first. @default 10000 */
+  maxDevices?: number
+  /** Topics remembered for the topic tree. @default 10000 */
+  maxTopics?: number
+}
+
+export const registryDefaults = {
+  historySize: 3600,
+  updateIntervalMs: 100,
+  maxDevices: 10_000,
+  maxTopics: 10_000,
+} satisfies Required<RegistryOptions>
+
+/** How long a silence, in usual intervals, makes an online device stale. */
+const STALE_AFTER_INTERVALS = 3
+/** Messages closer together than this are one burst (a device publishing each sensor on its own topic). */
+const BURST_MS = 250
+const TOPICS_PER_DEVICE = 32
+const TASMOTA_OUTPUT = /^POWER\d*$/
+const ACTUATOR = /^(relay|switch|power|light|led|lamp|plug|outlet|socket|fan|pump|valve|heater|output)[-_]?\d*$/i
+const PAYLOAD_PREVIEW = 256
+
+interface Device {
+  state: DeviceState
+  commandBase?: string
+  /** Command topics the firmware announced, by metric. */
+  commandTopics: Record<string, string>
+  binary: Set<string>
+  history: Map<string, Series>
+  /** Smoothed gap between bursts of messages, ms; 0 until measured. */
+  interval: number
+  lastBurst: number
+  /** Online state comes from a status topic, not only from the connection. */
+  announcesStatus: boolean
+}
+
+export interface RegistryEvents {
+  /** Devices that changed and readings since the last update. */
+  update: [changed: DeviceState[], readings: Reading[]]
+}
+
+/**
+ * Devices and their metrics, learned from every message: which firmware
+ * format, online or not, latest values and a bounded history per metric.
+ */
+export class Registry extends EventEmitter<RegistryEvents> {
+  readonly #opts: Required<RegistryOptions>
+  readonly #parser = createReadingsParser()
+  readonly #devices = new Map<string, Device>()
+  readonly #topics = new Map<string, TopicSummary>()
+  /** Device ids by the MQTT client that published for them. */
+  readonly #byClient = new Map<string, Set<string>>()
+  readonly #wills = new Map<string, { topic: string; payload: string }>()
+  readonly #changed = new Set<Device>()
+  #readings: Reading[] = []
+  #flushTimer: NodeJS.Timeout | null = null
+  readonly #staleTimer: NodeJS.Timeout
+
+  constructor(opts: RegistryOptions = {}) {
+    super()
+    this.#opts = { ...registryDefaults, ...opts }
+    this.#staleTimer = setInterval(() => this.#checkStale(), 1000)
+    this.#staleTimer.unref()
+  }
+
+  /** Learns from one message on the broker. */
+  ingest(envelope: Envelope): void {
+    this.#remember(envelope)
+    if (envelope.encoding) return // readings are text: numbers, JSON, ON/OFF
+    const { readings, facts } = this.#parser.parse(envelope.topic, envelope.payload, envelope.ts)
+    if (readings.length === 0 && facts.length === 0) return
+    const touched = new Set<Device>()
+    for (const fact of facts) touched.add(this.#applyFact(fact))
+    for (const reading of readings) {
+      const device = this.#device(reading.device)
+      this.#applyReading(device, reading)
+      touched.add(device)
+    }
+    for (const device of touched) this.#seen(device, envelope)
+    this.#readings.push(...readings)
+    this.#schedule()
+  }
+
+  /** An MQTT client connected: devices it published for before are back online. */
+  clientConnected(clientId: string, will?: { topic: string; payload: string }): void {
+    if (will) this.#wills.set(clientId, will)
+    else this.#wills.delete(clientId)
+    for (const device of this.#devicesOf(clientId)) {
+      device.state.clientId = clientId
+      if (will) device.state.will = will
+      this.#setOnline(device, true)
+    }
+  }
+
+  /** An MQTT client went away, cleanly or not: its devices are offline now, not at the next timeout. */
+  clientDisconnected(clientId: string): void {
+    for (const device of this.#devicesOf(clientId)) {
+      if (device.state.clientId !== clientId) continue
+      delete device.state.clientId
+      this.#setOnline(device, false)
+    }
+  }
+
+  list(): DeviceState[] {
+    return [...this.#devices.values()].map((d) => d.state)
+  }
+
+  get(id: string): DeviceState | undefined {
+    return this.#devices.get(id)?.state
+  }
+
+  history(id: string, metrics?: string[], since?: number): DeviceHistory | undefined {
+    const device = this.#devices.get(id)
+    if (!device) return undefined
+    const names = metrics ?? [...device.history.keys()]
+    const out: DeviceHistory = { device: id, metrics: {} }
+    for (const name of names) {
+      const series = device.history.get(name)
+      if (!series) continue
+      const unit = device.state.metrics[name]?.unit
+      out.metrics[name] = { ...(unit !== undefined && { unit }), points: series.since(since) }
+    }
+    return out
+  }
+
+  topics(): TopicSummary[] {
+    return [...this.#topics.values()]
+  }
+
+  /** Where a command goes for this device's firmware, or why it cannot. */
+  command(id: string, name: string, value: unknown): CommandResult | undefined {
+    const device = this.#devices.get(id)
+    if (!device) return undefined
+    return commandFor(
+      {
+        id,
+        format: device.state.format,
+        ...(device.commandBase !== undefined && { commandBase: device.commandBase }),
+        commands: device.commandTopics,
+        binary: [...device.binary],
+      },
+      name,
+      value,
+    )
+  }
+
+  close(): void {
+    clearInterval(this.#staleTimer)
+    if (this.#flushTimer) clearTimeout(this.#flushTimer)
+    this.#flushTimer = null
+  }
+
+  #device(id: string, format: DeviceState['format'] = 'topic'): Device {
+    let device = this.#devices.get(id)
+    if (device) {
+      // most recently touched last, so the first entry is the one to forget
+      this.#devices.delete(id)
+      this.#devices.set(id, device)
+      return device
+    }
+    device = {
+      state: { id, name: id, format, online: false, stale: false, lastSeen: null, metrics: {}, commands: [], topics: [] },
+      commandTopics: {},
+      binary: new Set(),
+      history: new Map(),
+      interval: 0,
+      lastBurst: 0,
+      announcesStatus: false,
+    }
+    this.#devices.set(id, device)
+    if (this.#devices.size > this.#opts.maxDevices) {
+      const [oldest] = this.#devices.keys()
+      this.#devices.delete(oldest!)
+    }
+    return device
+  }
+
+  #applyFact(fact: DeviceFact): Device {
+    const device = this.#device(fact.device, fact.format)
+    const state = device.state
+    // a device announced by discovery or a status topic keeps that format over the fallback
+    if (state.format === 'topic') state.format = fact.format
+    if (fact.name) state.name = fact.name
+    if (fact.commandBase) device.commandBase = fact.commandBase
+    if (fact.commands) Object.assign(device.commandTopics, fact.commands)
+    for (const name of fact.binary ?? []) device.binary.add(name)
+    for (const [metric, label] of Object.entries(fact.labels ?? {})) {
+      const m = state.metrics[metric]
+      if (m) m.label = label
+    }
+    if (fact.online !== undefined) {
+      device.announcesStatus = true
+      this.#setOnline(device, fact.online)
+    }
+    state.commands = this.#commandNames(device)
+    this.#changed.add(device)
+    return device
+  }
+
+  /**
+   * Announced commands, plus on/off outputs of formats that announce none:
+   * Tasmota's POWER<n>, and actuator-named binary metrics of generic and topic
+   * devices. A binary `motion` or `door` is a sensor, not something to switch.
+   */
+  #commandNames(device: Device): string[] {
+    const names = new Set(Object.keys(device.commandTopics))
+    const { format } = device.state
+    const outputs = format === 'tasmota' ? TASMOTA_OUTPUT : format === 'generic' || format === 'topic' ? ACTUATOR : null
+    for (const name of device.binary) if (outputs?.test(name.split('.').at(-1)!)) names.add(name)
+    return [...names].sort()
+  }
+
+  #applyReading(device: Device, reading: Reading): void {
+    const metrics = device.state.metrics
+    const previous = metrics[reading.metric]
+    metrics[reading.metric] = {
+      value: reading.value,
+      ts: reading.ts,
+      ...(reading.unit !== undefined ? { unit: reading.unit } : previous?.unit !== undefined && { unit: previous.unit }),
+      ...(previous?.label !== undefined && { label: previous.label }),
+      ...(device.binary.has(reading.metric) && { binary: true }),
+    }
+    let series = device.history.get(reading.metric)
+    if (!series) device.history.set(reading.metric, (series = new Series(this.#opts.historySize)))
+    series.push(reading.ts, reading.value)
+  }
+
+  #seen(device: Device, envelope: Envelope): void {
+    const state = device.state
+    const now = envelope.ts
+    if (now - device.lastBurst >= BURST_MS) {
+      if (device.lastBurst > 0) {
+        const gap = now - device.lastBurst
+        device.interval = device.interval === 0 ? gap : device.interval * 0.7 + gap * 0.3
+      }
+      device.lastBurst = now
+    }
+    state.lastSeen = now
+    state.stale = false
+    if (!state.topics.includes(envelope.topic)) {
+      state.topics.unshift(envelope.topic)
+      if (state.topics.length > TOPICS_PER_DEVICE) state.topics.pop()
+    }
+    const clientId = envelope.source === 'mqtt' ? envelope.clientId : undefined
+    if (clientId) {
+      state.clientId = clientId
+      const will = this.#wills.get(clientId)
+      if (will) state.will = will
+      let ids = this.#byClient.get(clientId)
+      if (!ids) this.#byClient.set(clientId, (ids = new Set()))
+      ids.add(state.id)
+      // publishing proves the connection; a status topic that said offline is corrected by its own next message
+      if (!device.announcesStatus) this.#setOnline(device, true)
+    }
+    this.#changed.add(device)
+  }
+
+  #setOnline(device: Device, online: boolean): void {
+    if (device.state.online === online && !device.state.stale) return
+    device.state.online = online
+    device.state.stale = false
+    this.#changed.add(device)
+    this.#schedule()
+  }
+
+  #devicesOf(clientId: string): Device[] {
+    const ids = this.#byClient.get(clientId)
+    if (!ids) return []
+    return [...ids].map((id) => this.#devices.get(id)).filter((d): d is Device => d !== undefined)
+  }
+
+  #checkStale(): void {
+    const now = Date.now()
+    for (const device of this.#devices.values()) {
+      const { state } = device
+      if (!state.online || state.stale || device.interval === 0 || state.lastSeen === null) continue
+      if (now - state.lastSeen > STALE_AFTER_INTERVALS * device.interval) {
+        state.stale = true
+        this.#changed.add(device)
+      }
+    }
+    if (this.#changed.size > 0) this.#schedule()
+  }
+
+  #remember(envelope: Envelope): void {
+    const summary = this.#topics.get(envelope.topic)
+    const payload = envelope.payload.length > PAYLOAD_PREVIEW ? envelope.payload.slice(0, PAYLOAD_PREVIEW) : envelope.payload
+    if (summary) {
+      summary.count++
+      summary.payload = payload
+      summary.ts = envelope.ts
+      summary.retain = envelope.retain
+      if (envelope.encoding) summary.encoding = envelope.encoding
+      else delete summary.encoding
+      return
+    }
+    if (this.#topics.size >= this.#opts.maxTopics) return
+    this.#topics.set(envelope.topic, {
+      topic: envelope.topic,
+      payload,
+      ...(envelope.encoding && { encoding: envelope.encoding }),
+      count: 1,
+      ts: envelope.ts,
+      retain: envelope.retain,
+    })
+  }
+
+  #schedule(): void {
+    this.#flushTimer ??= setTimeout(() => this.#flush(), this.#opts.updateIntervalMs)
+  }
+
+  #flush(): void {
+    this.#flushTimer = null
+    const changed = [...this.#changed].map((d) => d.state)
+    const readings = this.#readings
+    this.#changed.clear()
+    this.#readings = []
+    if (changed.length > 0 || readings.length > 0) this.emit('update', changed, readings)
+  }
+}

@@ -1,0 +1,64 @@
+import { z } from 'zod'
+import type { DeviceFormat } from './readings/types.ts'
+
+/** The latest value of one metric of a device. */
+export interface MetricState {
+  value: number
+  /** Epoch milliseconds of the reading. */
+  ts: number
+  unit?: string
+  /** Display name announced by the firmware, when it differs from the metric name. */
+  label?: string
+  /** ON/OFF (1/0) metric, such as a relay: shown as a switch. */
+  binary?: boolean
+}
+
+/** A device as the registry knows it; `GET /api/devices` returns an array of these. */
+export interface DeviceState {
+  id: string
+  /** Display name: announced by the firmware, or the id. */
+  name: string
+  format: DeviceFormat
+  online: boolean
+  /** Online, but silent for more than 3× its usual publish interval. */
+  stale: boolean
+  /** Epoch milliseconds of the last message, or null if only announced. */
+  lastSeen: number | null
+  metrics: Record<string, MetricState>
+  /** Commands the firmware announced, by name (a switch, a settable property). */
+  commands: string[]
+  /** The MQTT client id it publishes through, while connected. */
+  clientId?: string
+  /** Topics it published on, most recent first (bounded). */
+  topics: string[]
+  /** The last will of its MQTT connection, if it set one. */
+  will?: { topic: string; payload: string }
+}
+
+/** `GET /api/devices/:id/history`: stored points per metric, oldest first. */
+export interface DeviceHistory {
+  device: string
+  metrics: Record<string, { unit?: string; points: [ts: number, value: number][] }>
+}
+
+/** `GET /api/topics`: every topic seen since start (bounded), for the topic tree. */
+export interface TopicSummary {
+  topic: string
+  /** The last payload as text, cut to 256 characters. */
+  payload: string
+  encoding?: 'base64'
+  count: number
+  ts: number
+  retain: boolean
+}
+
+/** What a `/live` client emits as `command`: `{ device, name, value }`. */
+export const CommandRequestSchema = z
+  .object({
+    device: z.string().min(1).max(1024),
+    name: z.string().min(1).max(256),
+    value: z.union([z.string().max(65536), z.number(), z.boolean(), z.null(), z.record(z.string(), z.unknown()), z.array(z.unknown())]),
+  })
+  .strict()
+
+export type CommandRequest = z.input<typeof CommandRequestSchema>

@@ -1,0 +1,259 @@
+/**
+ * One simulated device: its own MQTT connection, will and birth messages, a publish timer, and
+ * the commands its firmware understands. The fleet owns many of these.
+ */
+import { connect, type MqttClient } from 'mqtt'
+import {
+  FORMATS,
+  type Command,
+  type DeviceContext,
+  type FirmwareFormat,
+  type FormatName,
+  type OutgoingMessage,
+} from './formats.ts'
+import {
+  accumulateEnergy,
+  initialEnergy,
+  initialRelay,
+  rssiAt,
+  sample,
+  type Sample,
+  type SensorKind,
+} from './models.ts'
+
+export interface DeviceOptions {
+  id: string
+  format: FormatName
+  sensors: readonly SensorKind[]
+  seed: number
+  url: string
+  /** MQTT keepalive, seconds. */
+  keepalive: number
+  connectTimeoutMs: number
+  intervalMs: number
+  /** Delay before the first periodic publish, so a fleet does not publish in one tick. */
+  startDelayMs: number
+}
+
+/** How a device reports to its fleet (devices never print). */
+export interface DeviceHooks {
+  published(count: number): void
+  connected(): void
+  disconnected(): void
+  command(command: Command): void
+  error(error: Error): void
+}
+
+/** How long close() waits for the broker to acknowledge the offline message. */
+const OFFLINE_ACK_TIMEOUT_MS = 2_000
+
+export class SimulatedDevice {
+  readonly id: string
+  readonly format: FormatName
+  readonly sensors: readonly SensorKind[]
+  readonly #options: DeviceOptions
+  readonly #firmware: FirmwareFormat
+  readonly #hooks: DeviceHooks
+  #client: MqttClient | null = null
+  #relay: boolean
+  #intervalMs: number
+  #energy: number
+  #lastPower = 0
+  #lastEnergyAt: number
+  #previous: Sample | null = null
+  readonly #bootAt = Date.now()
+  #timer: NodeJS.Timeout | undefined
+  #nextTickAt = 0
+  #online = false
+  #everConnected = false
+  #closing: Promise<void> | null = null
+
+  constructor(options: DeviceOptions, hooks: DeviceHooks) {
+    this.id = options.id
+    this.format = options.format
+    this.sensors = options.sensors
+    this.#options = options
+    this.#firmware = FORMATS[options.format]
+    this.#hooks = hooks
+    this.#relay = initialRelay(options.sensors)
+    this.#intervalMs = options.intervalMs
+    this.#energy = initialEnergy(options.seed)
+    this.#lastEnergyAt = this.#bootAt
+  }
+
+  /** The device's own MQTT connection, once start() has been called. */
+  get client(): MqttClient | null {
+    return this.#client
+  }
+
+  get relay(): boolean {
+    return this.#relay
+  }
+
+  get intervalMs(): number {
+    return this.#intervalMs
+  }
+
+  get connected(): boolean {
+    return this.#client?.connected === true
+  }
+
+  /** Connects; resolves on the first CONNACK, rejects on the first error or if closed first. */
+  start(): Promise<void> {
+    if (this.#client !== null) throw new Error(`device ${this.id} already started`)
+    const o = this.#options
+    const will = this.#firmware.will(this)
+    const client = connect(o.url, {
+      clientId: o.id,
+      keepalive: o.keepalive,
+      clean: true,
+      connectTimeout: o.connectTimeoutMs,
+      reconnectPeriod: 1_000,
+      // Commands are subscribed again on every connect (see #onConnect).
+      resubscribe: false,
+      // Stale telemetry is worthless: drop QoS 0 while offline instead of flooding on reconnect.
+      queueQoSZero: false,
+      will: { topic: will.topic, payload: Buffer.from(will.payload), qos: will.qos, retain: will.retain },
+    })
+    this.#client = client
+    client.on('connect', () => this.#onConnect())
+    client.on('close', () => this.#onClose())
+    client.on('message', (topic, payload) => this.#onMessage(topic, payload))
+    return new Promise<void>((resolve, reject) => {
+      const settle = (error?: Error): void => {
+        client.off('connect', onConnect)
+        client.off('error', onError)
+        client.off('end', onEnd)
+        if (error === undefined) resolve()
+        else reject(error)
+      }
+      const onConnect = (): void => settle()
+      const onError = (error: Error): void => settle(error)
+      const onEnd = (): void => settle(new Error('closed before it connected'))
+      client.on('connect', onConnect)
+      client.on('error', onError)
+      client.on('end', onEnd)
+      // After the first connect, errors (a refused reconnect, say) are reported, not thrown.
+      client.on('error', (error) => {
+        if (this.#everConnected) this.#hooks.error(error)
+      })
+    })
+  }
+
+  /** Publishes offline (a DISCONNECT discards the will) and disconnects. Idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= this.#close()
+    return this.#closing
+  }
+
+  async #close(): Promise<void> {
+    clearTimeout(this.#timer)
+    const client = this.#client
+    if (client === null) return
+    let acknowledged = false
+    if (client.connected) {
+      const offline = this.#firmware.offline(this)
+      this.#hooks.published(1)
+      acknowledged = await new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => resolve(false), OFFLINE_ACK_TIMEOUT_MS)
+        client.publish(offline.topic, offline.payload, { qos: offline.qos, retain: offline.retain }, (error) => {
+          clearTimeout(timer)
+          resolve(error === undefined || error === null)
+        })
+      })
+    }
+    // Force only when the broker is not answering; a graceful end waits for in-flight packets.
+    await new Promise<void>((resolve) => client.end(!acknowledged, {}, () => resolve()))
+    client.removeAllListeners()
+    // mqtt.js may still emit an error from the closing stream; never let it throw.
+    client.on('error', () => {})
+  }
+
+  #onConnect(): void {
+    const client = this.#client
+    if (client === null || this.#closing !== null) return
+    this.#online = true
+    const first = !this.#everConnected
+    this.#everConnected = true
+    client.subscribe(this.#firmware.commandFilters(this), { qos: 1 }, (error) => {
+      if (error) this.#hooks.error(error)
+    })
+    const now = Date.now()
+    const s = this.#sample(now)
+    this.#publish(this.#firmware.birth(this, s, this.#context(now)))
+    this.#previous = s
+    if (first) this.#schedule(this.#options.startDelayMs)
+    this.#hooks.connected()
+  }
+
+  #onClose(): void {
+    if (!this.#online) return
+    this.#online = false
+    this.#hooks.disconnected()
+  }
+
+  #onMessage(topic: string, payload: Buffer): void {
+    const command = this.#firmware.parseCommand(this, topic, payload.toString('utf8'))
+    // Like firmware, ignore what it does not understand.
+    if (command === null) return
+    const now = Date.now()
+    if (command.kind === 'relay') {
+      // Account the energy drawn at the old power before the relay changes it.
+      this.#accumulate(now)
+      if (command.value === 'toggle') this.#relay = !this.#relay
+      else if (command.value !== 'query') this.#relay = command.value
+    } else if (command.ms !== 'query') {
+      this.#intervalMs = command.ms
+      this.#schedule(command.ms)
+    }
+    const s = this.#sample(now)
+    this.#publish(this.#firmware.reply(this, command, s, this.#context(now)))
+    this.#hooks.command(command)
+  }
+
+  #schedule(delayMs: number): void {
+    clearTimeout(this.#timer)
+    this.#nextTickAt = Date.now() + delayMs
+    this.#timer = setTimeout(() => this.#tick(), delayMs)
+  }
+
+  #tick(): void {
+    const now = Date.now()
+    if (this.#client?.connected === true) {
+      const s = this.#sample(now)
+      this.#publish(this.#firmware.telemetry(this, s, this.#previous, this.#context(now)))
+      this.#previous = s
+    }
+    // Keep the cadence (due one interval after the last was due) unless we fell behind a whole one.
+    let next = this.#nextTickAt + this.#intervalMs
+    if (next <= now) next = now + this.#intervalMs
+    this.#schedule(next - now)
+  }
+
+  #accumulate(now: number): void {
+    this.#energy = accumulateEnergy(this.#energy, this.#lastPower, now - this.#lastEnergyAt)
+    this.#lastEnergyAt = now
+  }
+
+  #sample(now: number): Sample {
+    this.#accumulate(now)
+    const s = sample(this.sensors, this.#options.seed, now, { relay: this.#relay, energy: this.#energy })
+    this.#lastPower = s.power ?? 0
+    return s
+  }
+
+  #context(now: number): DeviceContext {
+    return { now, uptimeMs: now - this.#bootAt, intervalMs: this.#intervalMs, rssi: rssiAt(this.#options.seed, now) }
+  }
+
+  #publish(messages: readonly OutgoingMessage[]): void {
+    const client = this.#client
+    if (client === null || !client.connected || messages.length === 0) return
+    for (const m of messages) {
+      client.publish(m.topic, m.payload, { qos: m.qos, retain: m.retain }, (error) => {
+        if (error && this.#closing === null) this.#hooks.error(error)
+      })
+    }
+    this.#hooks.published(messages.length)
+  }
+}
