@@ -6,6 +6,7 @@ import {
   type ChatClientToServerEvents,
   type ChatServerToClientEvents,
   type Envelope,
+  type LiveAuth,
   type LiveClientToServerEvents,
   type LiveServerToClientEvents,
 } from '../../protocol/index.ts'
@@ -24,8 +25,11 @@ export interface Stack {
   mqtt(opts?: IClientOptions): Promise<MqttClient>
   /** A socket.io client on `/` that is connected; closed with the stack. */
   chat(): Promise<ChatClient>
-  /** A socket.io client on `/live` that is connected; closed with the stack. */
-  live(): Promise<LiveClient>
+  /**
+   * A socket.io client on `/live` that is connected; closed with the stack.
+   * `setup` runs before it connects, to catch what the server sends at once (the devices snapshot).
+   */
+  live(opts?: { auth?: LiveAuth; setup?: (socket: LiveClient) => void }): Promise<LiveClient>
   close(): Promise<void>
 }
 
@@ -47,9 +51,11 @@ export async function startStack(opts: PulseboardOptions = {}): Promise<Stack> {
     return client
   }
 
-  async function connectIo<T extends Socket>(namespace: string): Promise<T> {
-    const socket = connectSocket(httpUrl + namespace, { transports: ['websocket'], reconnection: false }) as T
+  async function connectIo<T extends Socket>(namespace: string, auth: object = {}, setup?: (socket: T) => void): Promise<T> {
+    const socket = connectSocket(httpUrl + namespace, { transports: ['websocket'], reconnection: false, autoConnect: false, auth }) as T
     closers.push(() => void socket.disconnect())
+    setup?.(socket)
+    socket.connect()
     await within(5000, `socket.io client to connect to ${namespace}`, new Promise((resolve, reject) => {
       socket.once('connect', () => resolve(undefined))
       socket.once('connect_error', reject)
@@ -66,7 +72,7 @@ export async function startStack(opts: PulseboardOptions = {}): Promise<Stack> {
     port,
     mqtt: (clientOpts) => connectMqtt(clientOpts),
     chat: () => connectIo<ChatClient>('/'),
-    live: () => connectIo<LiveClient>(LIVE_NAMESPACE),
+    live: (opts = {}) => connectIo<LiveClient>(LIVE_NAMESPACE, opts.auth, opts.setup),
     async close() {
       for (const close of closers.reverse()) await close()
       await app.close()
