@@ -56,4 +56,8 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-process.exitCode = await main(process.argv.slice(2))
+const code = await main(process.argv.slice(2))
+// A command is done when it returns; a library's stray timer (mqtt.js keeps its
+// connect timeout after a refused connection) must not hold the terminal.
+// Exit once what was printed has been written out.
+process.stdout.write('', () => process.stderr.write('', () => process.exit(code)))

@@ -210,7 +210,7 @@ class SimulatorFleet extends EventEmitter<FleetEvents> implements Fleet {
       await Promise.race([Promise.all(this.devices.map((d) => d.start())), deadline])
     } catch (error) {
       await this.close()
-      throw new Error(`cannot connect to ${this.url}: ${describe(error)}`)
+      throw new Error(`cannot connect to ${this.url}: ${describe(error)}`, { cause: error })
     } finally {
       clearTimeout(timer)
       this.off('connect', arm)

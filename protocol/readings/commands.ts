@@ -98,7 +98,7 @@ function announcedTopic(device: CommandTarget, name: string): string | undefined
 }
 
 function isLevel(name: string): boolean {
-  return !/[/+#\u0000]/.test(name)
+  return !/[/+#]/.test(name) && !name.includes('\u0000')
 }
 
 function jsonCommand(name: string, value: unknown): string | undefined {

@@ -1,4 +1,4 @@
-import { MAX_TOPIC_LENGTH } from '../topics.ts'
+import { topicError } from '../topics.ts'
 import { EsphomeState, parseEsphome } from './esphome.ts'
 import { parseFallback } from './fallback.ts'
 import { parseGeneric } from './generic.ts'
@@ -59,9 +59,8 @@ export function createReadingsParser(options: ReadingsParserOptions = {}): Readi
     parse(topic: string, payload: string, ts: number): ParseResult {
       // Callers in plain JS (or a bad cast) may hand us anything; none of it may throw.
       if (typeof topic !== 'string' || typeof payload !== 'string') return empty()
-      if (topic.length === 0 || topic.length > MAX_TOPIC_LENGTH) return empty()
-      // `$SYS/...` and every other `$` topic belong to the broker [MQTT-4.7.2-1]; wildcards and NUL cannot be published.
-      if (topic.startsWith('$') || /[+#\u0000]/.test(topic)) return empty()
+      // `$SYS/...` and every other `$` topic belong to the broker; wildcards and NUL cannot be published
+      if (topicError(topic) !== null) return empty()
       if (payload.length > limits.maxPayloadLength) return empty()
       const receivedAt = typeof ts === 'number' && Number.isFinite(ts) ? ts : Date.now()
       try {
