@@ -32,9 +32,18 @@ export interface FanoutOptions {
   maxPendingPackets?: number
   /** Envelopes in one `messages` frame. @default 256 */
   maxBatch?: number
+  /** Shortest time between two flushes; a flush after a quiet spell goes at once. @default 1 */
+  minIntervalMs?: number
+  /** Longest a message waits when the rate is high and batches are large. @default 16 */
+  maxIntervalMs?: number
 }
 
-export const fanoutDefaults = { maxPendingPackets: 128, maxBatch: 256 } satisfies Required<FanoutOptions>
+export const fanoutDefaults = {
+  maxPendingPackets: 128,
+  maxBatch: 256,
+  minIntervalMs: 1,
+  maxIntervalMs: 16,
+} satisfies Required<FanoutOptions>
 
 export interface FanoutStats {
   /** Envelopes not sent to clients that were too far behind. */
@@ -51,10 +60,14 @@ const LAGGING = 'lagging'
 const DEVICES = 'devices'
 
 /**
- * Delivers messages to both namespaces. Messages that arrive in the same turn
- * of the event loop (one TCP read often holds many publishes) leave together
- * on the next turn: `/live` clients get one frame per filter group, encoded
- * once and written to every member of the group.
+ * Delivers messages to both namespaces, coalescing adaptively. After a quiet
+ * spell a message leaves on the next turn of the event loop, with the others
+ * that arrived in the same turn (one TCP read often holds many publishes).
+ * While messages keep coming, flushes are at least `minIntervalMs` apart, and
+ * the interval doubles while batches are large, up to `maxIntervalMs`, then
+ * halves again as the rate falls. Each flush sends `/live` clients one frame
+ * per filter group, encoded once and written to every member of the group:
+ * fewer, larger frames cost the server and the browsers less than many small ones.
  */
 export class Fanout {
   readonly stats: FanoutStats = { dropped: 0, slowClients: 0, broadcasts: 0 }
@@ -66,12 +79,15 @@ export class Fanout {
   /** Clients skipped for now, and their namespace. */
   readonly #lagging = new Map<AnySocket, 'chat' | 'live'>()
   #queue: Envelope[] = []
-  #scheduled: NodeJS.Immediate | null = null
+  #cancel: (() => void) | null = null
+  #lastFlush = -Infinity
+  #intervalMs: number
 
   constructor(chat: ChatNamespace, live: LiveNamespace, opts: FanoutOptions = {}) {
     this.#chat = chat
     this.#live = live
     this.#opts = { ...fanoutDefaults, ...opts }
+    this.#intervalMs = this.#opts.minIntervalMs
   }
 
   /** Starts watching a `/` client's backlog. */
@@ -98,14 +114,28 @@ export class Fanout {
 
   send(envelope: Envelope): void {
     this.#queue.push(envelope)
-    this.#scheduled ??= setImmediate(() => this.flush())
+    if (this.#cancel) return
+    const wait = this.#lastFlush + this.#intervalMs - performance.now()
+    if (wait <= 0) {
+      const immediate = setImmediate(() => this.flush())
+      this.#cancel = () => clearImmediate(immediate)
+    } else {
+      const timer = setTimeout(() => this.flush(), wait)
+      this.#cancel = () => clearTimeout(timer)
+    }
   }
 
   flush(): void {
-    this.#scheduled = null
+    this.#cancel = null
     const queue = this.#queue
     if (queue.length === 0) return
     this.#queue = []
+    this.#lastFlush = performance.now()
+    // a batch that fills a good part of a frame means the rate is high: wait longer next time
+    this.#intervalMs =
+      queue.length > this.#opts.maxBatch / 4
+        ? Math.min(this.#intervalMs * 2, this.#opts.maxIntervalMs)
+        : Math.max(this.#intervalMs / 2, this.#opts.minIntervalMs)
 
     const missed = new Map<string, number>()
     let chatCount = 0
@@ -143,8 +173,8 @@ export class Fanout {
   }
 
   close(): void {
-    if (this.#scheduled) clearImmediate(this.#scheduled)
-    this.#scheduled = null
+    this.#cancel?.()
+    this.#cancel = null
     this.#queue = []
   }
 

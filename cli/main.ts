@@ -3,9 +3,10 @@ import { start } from './start.ts'
 import { send } from './send.ts'
 import { receive } from './receive.ts'
 import { simulate } from './simulate.ts'
+import { bench } from './bench.ts'
 import pkg from '../package.json' with { type: 'json' }
 
-const commands: Command[] = [start, send, receive, simulate]
+const commands: Command[] = [start, send, receive, simulate, bench]
 
 function usage(): string {
   const width = Math.max(...commands.map((c) => c.name.length))

@@ -1,0 +1,75 @@
+import { fork, type ChildProcess } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+
+/** Orders the bench sends to the processes it spawns. */
+export type Order = { type: 'start' } | { type: 'measure' } | { type: 'stop' } | { type: 'report' }
+
+/** A child process playing one part of a bench run, driven over IPC. */
+export interface Role<Ready, Report> {
+  readonly pid: number
+  readonly ready: Ready
+  send(order: Order): void
+  /** The next message of this type (a `report` after `report` or `stop`). */
+  next<T = Report>(type: string): Promise<T>
+  onProgress(listener: (message: { received: number }) => void): void
+  kill(): Promise<void>
+}
+
+/** Runs `entry` (a module of this folder) as a child process with `config`; resolves once it says ready. */
+export function spawnRole<Ready, Report>(entry: string, config: object, nodeArgs: string[] = []): Promise<Role<Ready, Report>> {
+  const child: ChildProcess = fork(fileURLToPath(new URL(entry, import.meta.url)), [JSON.stringify(config)], {
+    execArgv: ['--import', 'tsx', ...nodeArgs],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  })
+  const waiters = new Map<string, ((message: unknown) => void)[]>()
+  const progress: ((message: { received: number }) => void)[] = []
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  child.on('message', (message: { type: string }) => {
+    if (message.type === 'progress') return progress.forEach((l) => l(message as unknown as { received: number }))
+    const queue = waiters.get(message.type)
+    queue?.shift()?.(message)
+  })
+  const next = <T>(type: string) =>
+    new Promise<T>((resolve, reject) => {
+      const onExit = (code: number | null) => reject(new Error(`${entry} exited (${code}) before sending ${type}`))
+      child.once('exit', onExit)
+      const queue = waiters.get(type) ?? []
+      queue.push((message) => {
+        child.off('exit', onExit)
+        resolve(message as T)
+      })
+      waiters.set(type, queue)
+    })
+  return next<{ error?: string } & Ready>('ready').then((ready) => {
+    if (ready.error) throw new Error(ready.error)
+    return {
+      pid: child.pid!,
+      ready,
+      send: (order) => child.send(order),
+      next,
+      onProgress: (listener) => progress.push(listener),
+      async kill() {
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
+        await exited
+      },
+    }
+  })
+}
+
+/** Inside a role: the config it was given, and a typed way to talk back. */
+export function roleContext<Config>(): {
+  config: Config
+  send(message: { type: string } & Record<string, unknown>): void
+  on(type: Order['type'], handler: () => void | Promise<void>): void
+} {
+  const handlers = new Map<string, () => void | Promise<void>>()
+  process.on('message', (order: Order) => void handlers.get(order.type)?.())
+  process.on('disconnect', () => process.exit(0))
+  // exit normally, so that `--cpu-prof` writes its profile
+  process.on('SIGTERM', () => process.exit(0))
+  return {
+    config: JSON.parse(process.argv[2]!) as Config,
+    send: (message) => process.send!(message),
+    on: (type, handler) => void handlers.set(type, handler),
+  }
+}

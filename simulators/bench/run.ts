@@ -1,0 +1,193 @@
+import * as hdr from 'hdr-histogram-js'
+import { spawnRole, type Role } from './ipc.ts'
+import { startMosquitto } from './mosquitto.ts'
+import { cpuPercent, sampleMetrics, sampleProcess, type ProcessSample } from './process-stats.ts'
+import type { PublisherConfig, PublisherReport } from './publisher.ts'
+import type { ReceiverConfig, ReceiverKind, ReceiverReport } from './receiver.ts'
+import type { ServeReady, ServedTarget } from './serve.ts'
+
+/** Systems the bench can measure: the served ones, or Debian's mosquitto. */
+export type Target = ServedTarget | 'mosquitto'
+
+export interface ScenarioOptions {
+  target: Target
+  /** Publishing devices, each its own MQTT connection. */
+  devices: number
+  /** Messages per second from all devices; 0 = as fast as the broker takes them. */
+  rate: number
+  /** Receiving clients: /live or / sockets for bridges, MQTT subscribers for brokers. */
+  clients: number
+  receiver: ReceiverKind
+  qos: 0 | 1
+  payloadSize: number
+  warmupMs: number
+  durationMs: number
+  /** Write a V8 CPU profile of the server here (`node --cpu-prof`). */
+  profileDir?: string
+  /** A Pulseboard the bench did not start: its HTTP URL and MQTT port. */
+  external?: { httpUrl: string; host: string; mqttPort: number }
+}
+
+export interface ScenarioResult {
+  target: Target
+  receiver: ReceiverKind
+  clients: number
+  sentPerSecond: number
+  deliveredPerSecond: number
+  /** Milliseconds. */
+  latency: { p50: number; p90: number; p99: number; max: number }
+  lost: number
+  duplicates: number
+  /** Of one core; null when it cannot be measured. */
+  cpuPercent: number | null
+  rssMb: number | null
+  /** Resident memory over the measured window: [seconds, MB]. */
+  rssSeries: [number, number][]
+}
+
+export type Progress = (line: { phase: 'warmup' | 'measure' | 'drain'; seconds: number; deliveredPerSecond: number }) => void
+
+interface System {
+  httpUrl: string
+  host: string
+  mqttPort: number
+  sample(): Promise<ProcessSample> | ProcessSample
+  stop(): Promise<void>
+}
+
+async function startSystem(opts: ScenarioOptions): Promise<System> {
+  if (opts.external) {
+    const { httpUrl } = opts.external
+    return { ...opts.external, sample: () => sampleMetrics(httpUrl), stop: async () => {} }
+  }
+  if (opts.target === 'mosquitto') {
+    const mosquitto = await startMosquitto()
+    return { httpUrl: '', host: '127.0.0.1', mqttPort: mosquitto.port, sample: () => sampleProcess(mosquitto.pid), stop: mosquitto.stop }
+  }
+  const profile = opts.profileDir ? ['--cpu-prof', '--cpu-prof-dir', opts.profileDir] : []
+  const server = await spawnRole<ServeReady, never>('./serve.ts', { target: opts.target }, profile)
+  return {
+    httpUrl: `http://127.0.0.1:${server.ready.port}`,
+    host: '127.0.0.1',
+    mqttPort: server.ready.mqttPort,
+    sample: () => sampleProcess(server.pid),
+    stop: () => server.kill(),
+  }
+}
+
+/** Splits `total` into `parts` near-equal whole numbers. */
+function split(total: number, parts: number): number[] {
+  return Array.from({ length: parts }, (_, i) => Math.floor(total / parts) + (i < total % parts ? 1 : 0)).filter((n) => n > 0)
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** One measured run: start the system, receivers and devices; warm up; measure; drain; report. */
+export async function runScenario(opts: ScenarioOptions, progress: Progress = () => {}): Promise<ScenarioResult> {
+  const system = await startSystem(opts)
+  const roles: Role<unknown, unknown>[] = []
+  try {
+    const receivers = await Promise.all(
+      split(opts.clients, Math.min(2, opts.clients)).map((clients) =>
+        spawnRole<object, ReceiverReport>('./receiver.ts', {
+          kind: opts.receiver,
+          httpUrl: system.httpUrl,
+          host: system.host,
+          mqttPort: system.mqttPort,
+          clients,
+          qos: opts.qos,
+        } satisfies ReceiverConfig),
+      ),
+    )
+    roles.push(...receivers)
+    let first = 0
+    const publishers = await Promise.all(
+      split(opts.devices, 1).map((count) => {
+        const config: PublisherConfig = {
+          host: system.host,
+          port: system.mqttPort,
+          first,
+          count,
+          rate: opts.rate,
+          qos: opts.qos,
+          payloadSize: opts.payloadSize,
+        }
+        first += count
+        return spawnRole<object, PublisherReport>('./publisher.ts', config)
+      }),
+    )
+    roles.push(...publishers)
+
+    const received = new Map<Role<unknown, unknown>, number>()
+    for (const r of receivers) r.onProgress(({ received: n }) => received.set(r, n))
+    const total = () => [...received.values()].reduce((a, b) => a + b, 0)
+
+    let phase: 'warmup' | 'measure' | 'drain' = 'warmup'
+    let phaseStart = performance.now()
+    let last = { at: performance.now(), count: 0 }
+    const ticker = setInterval(() => {
+      const at = performance.now()
+      const count = total()
+      const rate = count >= last.count ? ((count - last.count) / (at - last.at)) * 1000 : 0
+      last = { at, count }
+      progress({ phase, seconds: (at - phaseStart) / 1000, deliveredPerSecond: rate })
+    }, 1000)
+
+    try {
+      for (const p of publishers) p.send({ type: 'start' })
+      await sleep(opts.warmupMs)
+
+      for (const r of receivers) r.send({ type: 'measure' })
+      for (const p of publishers) p.send({ type: 'measure' })
+      phase = 'measure'
+      phaseStart = performance.now()
+      last = { at: phaseStart, count: 0 }
+      const before = await system.sample()
+      const rssSeries: [number, number][] = []
+      const rssTimer = setInterval(async () => {
+        const s = await system.sample()
+        rssSeries.push([Math.round((s.at - before.at) / 1000), Math.round(s.rssBytes / 1e5) / 10])
+      }, Math.max(1000, opts.durationMs / 60))
+      await sleep(opts.durationMs)
+      clearInterval(rssTimer)
+      const after = await system.sample()
+      const sentReports = await Promise.all(publishers.map((p) => (p.send({ type: 'stop' }), p.next<PublisherReport>('report'))))
+      const measuredSeconds = (after.at - before.at) / 1000
+
+      // messages still in flight count as delivered when they arrive, up to a few seconds
+      phase = 'drain'
+      phaseStart = performance.now()
+      for (let quiet = 0, seen = total(), waited = 0; quiet < 3 && waited < 50; waited++) {
+        await sleep(100)
+        quiet = total() === seen ? quiet + 1 : 0
+        seen = total()
+      }
+      const reports = await Promise.all(receivers.map((r) => (r.send({ type: 'report' }), r.next<ReceiverReport>('report'))))
+
+      const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: 3 })
+      for (const report of reports) histogram.add(hdr.decodeFromCompressedBase64(report.histogram))
+      const measuredSent = sentReports.reduce((a, r) => a + r.measuredSent, 0)
+      const delivered = reports.reduce((a, r) => a + r.received, 0)
+      const ms = (percentile: number) => Math.round(histogram.getValueAtPercentile(percentile)) / 1000
+      return {
+        target: opts.target,
+        receiver: opts.receiver,
+        clients: opts.clients,
+        sentPerSecond: measuredSent / measuredSeconds,
+        deliveredPerSecond: delivered / measuredSeconds,
+        latency: { p50: ms(50), p90: ms(90), p99: ms(99), max: Math.round(histogram.maxValue) / 1000 },
+        lost: Math.max(0, measuredSent * opts.clients - delivered),
+        duplicates: reports.reduce((a, r) => a + r.duplicates, 0),
+        cpuPercent: Number.isFinite(after.cpuSeconds) ? cpuPercent(before, after) : null,
+        rssMb: Number.isFinite(after.rssBytes) ? after.rssBytes / 1e6 : null,
+        rssSeries,
+      }
+    } finally {
+      clearInterval(ticker)
+    }
+  } finally {
+    for (const role of roles) role.send({ type: 'stop' })
+    await Promise.all(roles.map((r) => r.kill()))
+    await system.stop()
+  }
+}

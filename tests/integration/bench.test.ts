@@ -1,0 +1,62 @@
+import { describe, expect, it } from 'vitest'
+import { runScenario } from '../../simulators/bench/run.ts'
+import { runScale } from '../../simulators/bench/scale.ts'
+import { probePayload, readProbe } from '../../simulators/bench/probe.ts'
+import { publishPacket } from '../../simulators/bench/mqtt-wire.ts'
+import mqttPacket from 'mqtt-packet'
+
+describe('bench probes', () => {
+  it('pads a probe to the payload size and reads it back', () => {
+    const payload = probePayload(7, 42, true, 60)
+    expect(payload).toHaveLength(60)
+    expect(JSON.parse(payload)).toMatchObject({ d: 7, s: 42, m: 1 })
+    expect(readProbe(payload)).toMatchObject({ device: 7, seq: 42, measured: true })
+    expect(readProbe('{"temperature":1}')).toBeNull()
+  })
+
+  it('encodes PUBLISH packets that an MQTT parser accepts', () => {
+    const parser = mqttPacket.parser()
+    const packets: mqttPacket.Packet[] = []
+    parser.on('packet', (p) => packets.push(p))
+    parser.parse(publishPacket('a/b', 'x'.repeat(200), 1, 513))
+    parser.parse(publishPacket('c', 'y', 0, 0))
+    expect(packets).toMatchObject([
+      { cmd: 'publish', topic: 'a/b', qos: 1, messageId: 513, payload: Buffer.from('x'.repeat(200)) },
+      { cmd: 'publish', topic: 'c', qos: 0, payload: Buffer.from('y') },
+    ])
+  })
+})
+
+// Real runs, small and short: these check that the bench measures, not how fast anything is.
+describe('bench runs', () => {
+  const small = { devices: 5, rate: 200, clients: 2, qos: 0 as const, payloadSize: 60, warmupMs: 300, durationMs: 1000 }
+
+  it.each([
+    ['pulseboard', 'live'],
+    ['pulseboard', 'chat'],
+    ['naive', 'live'],
+    ['broker', 'mqtt'],
+  ] as const)('measures %s with %s receivers: every message delivered once, with latencies', async (target, receiver) => {
+    const result = await runScenario({ ...small, target, receiver })
+    expect(result.sentPerSecond).toBeGreaterThan(100)
+    expect(result.lost).toBe(0)
+    expect(result.duplicates).toBe(0)
+    expect(result.deliveredPerSecond).toBeCloseTo(result.sentPerSecond * small.clients, -1)
+    expect(result.latency.p50).toBeGreaterThan(0)
+    expect(result.latency.max).toBeGreaterThanOrEqual(result.latency.p99)
+    expect(result.cpuPercent).toBeGreaterThan(0)
+    expect(result.rssMb).toBeGreaterThan(10)
+  })
+
+  it('floods with QoS 1 and counts every delivery', async () => {
+    const result = await runScenario({ ...small, rate: 0, qos: 1, target: 'pulseboard', receiver: 'live' })
+    expect(result.sentPerSecond).toBeGreaterThan(500)
+    expect(result.lost).toBe(0)
+  })
+
+  it('measures memory per idle connection', async () => {
+    const result = await runScale('pulseboard', 'mqtt', 200)
+    expect(result).toMatchObject({ target: 'pulseboard', kind: 'mqtt', connections: 200 })
+    expect(result.connectMs).toBeGreaterThan(0)
+  })
+})
