@@ -167,6 +167,8 @@ export class Fanout {
 
   /** Device changes and readings, already batched by the registry. */
   sendDeviceUpdate(changed: DeviceState[], readings: Reading[]): void {
+    // socket.io encodes a broadcast before it looks for receivers; skip the work when there are none
+    if (!this.#live.adapter.rooms.get(DEVICES)?.size) return
     const target = this.#live.to(DEVICES).except(LAGGING)
     if (changed.length > 0) target.emit('device', changed)
     if (readings.length > 0) target.emit('readings', readings)

@@ -45,6 +45,8 @@ interface Device {
   /** Command topics the firmware announced, by metric. */
   commandTopics: Record<string, string>
   binary: Set<string>
+  /** Display names announced per metric, kept for metrics that have no reading yet. */
+  labels: Map<string, string>
   history: Map<string, Series>
   /** Smoothed gap between bursts of messages, ms; 0 until measured. */
   interval: number
@@ -171,27 +173,29 @@ export class Registry extends EventEmitter<RegistryEvents> {
 
   #device(id: string, format: DeviceState['format'] = 'topic'): Device {
     let device = this.#devices.get(id)
-    if (device) {
-      // most recently touched last, so the first entry is the one to forget
-      this.#devices.delete(id)
-      this.#devices.set(id, device)
-      return device
-    }
+    if (device) return device
     device = {
       state: { id, name: id, format, online: false, stale: false, lastSeen: null, metrics: {}, commands: [], topics: [] },
       commandTopics: {},
       binary: new Set(),
+      labels: new Map(),
       history: new Map(),
       interval: 0,
       lastBurst: 0,
       announcesStatus: false,
     }
+    if (this.#devices.size >= this.#opts.maxDevices) this.#forgetLeastRecent()
     this.#devices.set(id, device)
-    if (this.#devices.size > this.#opts.maxDevices) {
-      const [oldest] = this.#devices.keys()
-      this.#devices.delete(oldest!)
-    }
     return device
+  }
+
+  /** Only when the registry is full, so a scan costs less than keeping an order on every message. */
+  #forgetLeastRecent(): void {
+    let oldest: Device | undefined
+    for (const device of this.#devices.values()) {
+      if (!oldest || (device.state.lastSeen ?? 0) < (oldest.state.lastSeen ?? 0)) oldest = device
+    }
+    if (oldest) this.#devices.delete(oldest.state.id)
   }
 
   #applyFact(fact: DeviceFact): Device {
@@ -204,6 +208,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
     if (fact.commands) Object.assign(device.commandTopics, fact.commands)
     for (const name of fact.binary ?? []) device.binary.add(name)
     for (const [metric, label] of Object.entries(fact.labels ?? {})) {
+      device.labels.set(metric, label)
       const m = state.metrics[metric]
       if (m) m.label = label
     }
@@ -232,11 +237,12 @@ export class Registry extends EventEmitter<RegistryEvents> {
   #applyReading(device: Device, reading: Reading): void {
     const metrics = device.state.metrics
     const previous = metrics[reading.metric]
+    const label = device.labels.get(reading.metric)
     metrics[reading.metric] = {
       value: reading.value,
       ts: reading.ts,
       ...(reading.unit !== undefined ? { unit: reading.unit } : previous?.unit !== undefined && { unit: previous.unit }),
-      ...(previous?.label !== undefined && { label: previous.label }),
+      ...(label !== undefined && { label }),
       ...(device.binary.has(reading.metric) && { binary: true }),
     }
     let series = device.history.get(reading.metric)

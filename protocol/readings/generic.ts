@@ -54,7 +54,8 @@ export function parseGeneric(msg: Message, limits: Limits): ParseResult | null {
         const unit: unknown = (units as Record<string, unknown>)[metric]
         return typeof unit === 'string' && unit.length > 0 && unit.length <= MAX_UNIT_LENGTH ? unit : undefined
       }
-      for (const v of flatten(obj, { max: limits.maxReadings, skipTop: SKIP_TOP })) {
+      // "ON"/"OFF" as in devices/<id>/<metric>, so both ways of sending a state agree
+      for (const v of flatten(obj, { max: limits.maxReadings, skipTop: SKIP_TOP, onOffStrings: true })) {
         const metric = v.path.join('.')
         if (out.reading(id, metric, v.value, ts, unitOf(metric)) && v.binary) binary.push(metric)
       }

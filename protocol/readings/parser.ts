@@ -47,6 +47,8 @@ export function createReadingsParser(options: ReadingsParserOptions = {}): Readi
       parseMapped(msg, limits, homeassistant) ??
       // The rest of the discovery prefix is HA's own traffic (e.g. `homeassistant/status`), not devices.
       (msg.levels[0] === limits.discoveryPrefix ? empty() : null) ??
+      // Tasmota 9.2+ announces itself to Home Assistant here (retained, by default): configuration, not readings.
+      (msg.levels[0] === 'tasmota' && msg.levels[1] === 'discovery' ? empty() : null) ??
       parseHomie(msg, limits, homie) ??
       parseGeneric(msg, limits) ??
       parseTasmota(msg, limits) ??

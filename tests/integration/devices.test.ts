@@ -105,6 +105,16 @@ describe('device registry', () => {
     await view.until('porch offline after a clean disconnect', (d) => d?.online === false, 'porch')
   })
 
+  it('labels a Homie property from its announced $name on the first value', async () => {
+    const device = await stack.mqtt()
+    await device.publishAsync('homie/5/boiler/$state', 'ready')
+    await device.publishAsync('homie/5/boiler/water/temp/$name', 'Water temperature')
+    await device.publishAsync('homie/5/boiler/water/temp/$unit', '°C')
+    await device.publishAsync('homie/5/boiler/water/temp', '61.5')
+    await registryUpdate('the boiler temperature', () => stack.app.bridge.registry.get('boiler')?.metrics['water.temp'] !== undefined)
+    expect(stack.app.bridge.registry.get('boiler')!.metrics['water.temp']).toMatchObject({ value: 61.5, unit: '°C', label: 'Water temperature' })
+  })
+
   it('follows status topics: Tasmota LWT', async () => {
     const live = await stack.live()
     const view = deviceView(live)

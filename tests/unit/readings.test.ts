@@ -46,6 +46,12 @@ describe('generic devices/<id>/...', () => {
       facts: [{ device: 'd1', format: 'generic', commandBase: 'devices/d1', binary: ['door'] }],
     },
     {
+      name: 'ON/OFF strings in telemetry are on/off states, as on devices/<id>/<metric>',
+      message: ['devices/d1/telemetry', '{"relay":"ON","fan":"off","mode":"eco"}'],
+      readings: [r('d1', 'relay', 1), r('d1', 'fan', 0)],
+      facts: [{ device: 'd1', format: 'generic', commandBase: 'devices/d1', binary: ['relay', 'fan'] }],
+    },
+    {
       name: 'units from the optional units object; bad ones ignored',
       message: ['devices/d1/telemetry', '{"temp":21.5,"hum":40,"co2":400,"units":{"temp":"°C","hum":"%","co2":7,"__proto__":"x"}}'],
       readings: [r('d1', 'temp', 21.5, '°C'), r('d1', 'hum', 40, '%'), r('d1', 'co2', 400)],
@@ -116,6 +122,12 @@ describe('generic devices/<id>/...', () => {
 
 describe('Tasmota', () => {
   table([
+    {
+      name: "Tasmota's own discovery announcements are configuration, not devices",
+      message: ['tasmota/discovery/A4CF12345678/sensors', '{"sn":{"Time":"2024-01-01T12:00:00","ENERGY":{"Power":5}},"ver":1}'],
+      readings: [],
+      facts: [],
+    },
     {
       name: 'tele SENSOR AM2301 with TempUnit C; Time within the window is used',
       message: [
