@@ -2,6 +2,7 @@ import { parseDuration } from '../simulators/duration.ts'
 import { mosquittoInstalled } from '../simulators/bench/mosquitto.ts'
 import { runScenario, type ScenarioOptions, type ScenarioResult, type Target } from '../simulators/bench/run.ts'
 import { runScale, type ScaleResult } from '../simulators/bench/scale.ts'
+import { runDashboardBench } from '../simulators/bench/browser.ts'
 import type { ReceiverKind } from '../simulators/bench/receiver.ts'
 import { UsageError, integer, parse, type Command } from './args.ts'
 
@@ -23,8 +24,9 @@ memory. The server, devices and receivers each run in their own processes.
 Options:
   -s, --scenario <name>  light (2k msg/s, 20 /live clients), heavy (as fast as
                          the devices can publish), broker (MQTT subscriber only),
-                         soak (light for 10 min), or scale (idle connections)
-                         (default light)
+                         soak (light for 10 min), scale (idle connections), or
+                         dashboard (a headless Chromium page under 5,000
+                         readings/s: main-thread busy time and heap) (default light)
       --compare          run Pulseboard, a naive bridge, the broker alone and
                          mosquitto (when installed), interleaved, and print ratios
       --target <name>    pulseboard, naive, broker or mosquitto (default pulseboard)
@@ -39,6 +41,8 @@ Options:
       --duration <time>  measured time (default 10s; soak 10m)
       --warmup <time>    load before measuring (default 2s)
       --connections <n>  scale: idle MQTT devices (default 10000); sockets are a fifth
+      --route <hash>     dashboard: the page to watch (default #/, the overview;
+                         e.g. #/devices/bench-0, #/messages)
       --url <url>        measure a running Pulseboard instead (HTTP URL); with --mqtt-url
       --mqtt-url <url>   its MQTT address (default mqtt://<host of --url>:1883)
       --profile <dir>    write a CPU profile of the server there (node --cpu-prof)
@@ -71,6 +75,7 @@ export const bench: Command = {
       duration: { type: 'string' },
       warmup: { type: 'string' },
       connections: { type: 'string' },
+      route: { type: 'string' },
       url: { type: 'string' },
       'mqtt-url': { type: 'string' },
       profile: { type: 'string' },
@@ -79,7 +84,19 @@ export const bench: Command = {
     const scenario = values.scenario ?? 'light'
     const json = values.json ?? false
     if (scenario === 'scale') return scale(integer(values.connections ?? '10000', '--connections', 1, 100_000), json)
-    if (!(scenario in SCENARIOS)) throw new UsageError(`--scenario must be light, heavy, broker, soak or scale, got ${JSON.stringify(scenario)}`)
+    if (scenario === 'dashboard') {
+      const durationMs = values.duration === undefined ? 60_000 : parseDuration(values.duration)
+      if (durationMs === null) throw new UsageError(`--duration must be a duration such as 60s or 5m, got ${JSON.stringify(values.duration)}`)
+      return dashboard({
+        devices: integer(values.devices ?? '100', '--devices', 1, 10_000),
+        rate: integer(values.rate ?? '1000', '--rate', 1, 100_000),
+        durationMs,
+        route: values.route ?? '#/',
+      }, json)
+    }
+    if (!(scenario in SCENARIOS)) {
+      throw new UsageError(`--scenario must be light, heavy, broker, soak, scale or dashboard, got ${JSON.stringify(scenario)}`)
+    }
     const preset = SCENARIOS[scenario as keyof typeof SCENARIOS]
     const duration = (flag: string, value: string | undefined, fallback: number) => {
       if (value === undefined) return fallback
@@ -184,11 +201,15 @@ function median(rows: Row[]): ScenarioResult {
     duplicates: pick((r) => r.duplicates)!,
     cpuPercent: pick((r) => r.cpuPercent),
     rssMb: pick((r) => r.rssMb),
+    generatorCpu: {
+      publishers: pick((r) => r.generatorCpu.publishers)!,
+      receivers: pick((r) => r.generatorCpu.receivers)!,
+    },
   }
 }
 
 function table(results: ScenarioResult[], runs: number): string {
-  const head = ['target', 'receivers', 'sent/s', 'deliveries/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'lost', 'dup', 'CPU %', 'RSS MB']
+  const head = ['target', 'receivers', 'sent/s', 'deliveries/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'lost', 'dup', 'CPU %', 'RSS MB', 'gen CPU % (pub+rx)']
   const rows = results.map((r) => [
     r.target,
     `${r.clients} ${r.receiver}`,
@@ -202,6 +223,7 @@ function table(results: ScenarioResult[], runs: number): string {
     fmt(r.duplicates),
     r.cpuPercent === null ? 'n/a' : fmt(r.cpuPercent),
     r.rssMb === null ? 'n/a' : fmt(r.rssMb),
+    `${fmt(r.generatorCpu.publishers)}+${fmt(r.generatorCpu.receivers)}`,
   ])
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
   const line = (cells: string[]) => cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')
@@ -259,4 +281,25 @@ async function scale(connections: number, json: boolean): Promise<void> {
       `${r.target.padEnd(10)}  ${`${fmt(r.connections)} ${r.kind}`.padEnd(16)}  ${fmt(r.connectMs).padStart(10)}  ${`${fmt(r.rssPerConnectionKb, 1)} KB`.padStart(14)}  ${`${fmt(r.rssMb)} MB`.padStart(10)}`,
     )
   }
+}
+
+async function dashboard(opts: Parameters<typeof runDashboardBench>[0], json: boolean): Promise<void> {
+  process.stderr.write(
+    `pulseboard bench: dashboard ${opts.route} in headless Chromium, ${opts.devices} devices, ${opts.rate * 5} readings/s, ${opts.durationMs / 1000} s\n`,
+  )
+  const tty = process.stderr.isTTY
+  const result = await runDashboardBench(opts, (line) => process.stderr.write(tty ? `\r\x1b[K${line}` : `${line}\n`))
+  if (tty) process.stderr.write('\n')
+  if (json) return void console.log(JSON.stringify(result, null, 2))
+  const heap = result.heap
+  const third = heap[Math.floor(heap.length / 3)]?.[1] ?? 0
+  console.log(
+    [
+      `\n${result.route}: ${fmt(result.readingsPerSecond)} readings/s`,
+      `  main thread busy  ${fmt(result.mainThreadBusy, 1)} % (script ${fmt(result.scriptBusy, 1)} %)`,
+      `  JS heap           ${heap.map(([s, mb]) => `${s}s ${mb}`).join(', ')} MB`,
+      `  heap change from a third of the way to the end: ${fmt((heap.at(-1)?.[1] ?? 0) - third, 1)} MB`,
+      `  DOM nodes         ${fmt(result.domNodes)}`,
+    ].join('\n'),
+  )
 }

@@ -40,6 +40,8 @@ export interface ScenarioResult {
   duplicates: number
   /** Of one core; null when it cannot be measured. */
   cpuPercent: number | null
+  /** CPU of the load generator, % of one core, to tell when it rather than the server was the limit. */
+  generatorCpu: { publishers: number; receivers: number }
   rssMb: number | null
   /** Resident memory over the measured window: [seconds, MB]. */
   rssSeries: [number, number][]
@@ -143,6 +145,7 @@ export async function runScenario(opts: ScenarioOptions, progress: Progress = ()
       phaseStart = performance.now()
       last = { at: phaseStart, count: 0 }
       const before = await system.sample()
+      const generatorBefore = [...publishers, ...receivers].map((r) => sampleProcess(r.pid))
       const rssSeries: [number, number][] = []
       const rssTimer = setInterval(async () => {
         const s = await system.sample()
@@ -151,6 +154,9 @@ export async function runScenario(opts: ScenarioOptions, progress: Progress = ()
       await sleep(opts.durationMs)
       clearInterval(rssTimer)
       const after = await system.sample()
+      const generatorAfter = [...publishers, ...receivers].map((r) => sampleProcess(r.pid))
+      const generatorCpu = (from: number, to: number) =>
+        generatorBefore.slice(from, to).reduce((sum, b, i) => sum + cpuPercent(b, generatorAfter[from + i]!), 0)
       const sentReports = await Promise.all(publishers.map((p) => (p.send({ type: 'stop' }), p.next<PublisherReport>('report'))))
       const measuredSeconds = (after.at - before.at) / 1000
 
@@ -179,6 +185,7 @@ export async function runScenario(opts: ScenarioOptions, progress: Progress = ()
         lost: Math.max(0, measuredSent * opts.clients - delivered),
         duplicates: reports.reduce((a, r) => a + r.duplicates, 0),
         cpuPercent: Number.isFinite(after.cpuSeconds) ? cpuPercent(before, after) : null,
+        generatorCpu: { publishers: generatorCpu(0, publishers.length), receivers: generatorCpu(publishers.length, Infinity) },
         rssMb: Number.isFinite(after.rssBytes) ? after.rssBytes / 1e6 : null,
         rssSeries,
       }
