@@ -82,11 +82,13 @@ export function createBridge(broker: Broker, io: Server, opts: BridgeOptions = {
   broker.aedes.on('publish', onPublish)
 
   function onClientReady(client: Client): void {
+    log?.info({ clientId: client.id }, 'mqtt client connected')
     // aedes keeps the CONNECT packet's will on the client; its types leave it out
     const will = (client as Client & { will?: { topic: string; payload: Buffer | string } | null }).will
     registry.clientConnected(client.id, will ? { topic: will.topic, payload: encodePayload(will.payload).payload } : undefined)
   }
   function onClientDisconnect(client: Client): void {
+    log?.info({ clientId: client.id }, 'mqtt client disconnected')
     registry.clientDisconnected(client.id)
   }
   broker.aedes.on('clientReady', onClientReady)
@@ -137,7 +139,8 @@ export function createBridge(broker: Broker, io: Server, opts: BridgeOptions = {
   }
 
   chat.on('connection', (socket) => {
-    log?.debug({ socketId: socket.id }, 'socket client connected to /')
+    log?.info({ socketId: socket.id }, 'socket client connected to /')
+    socket.on('disconnect', (reason) => log?.info({ socketId: socket.id, reason }, 'socket client disconnected from /'))
     fanout.addChatClient(socket)
     socket.on('message', (text: unknown, ack: unknown) => {
       const reply = ackOf(ack)
@@ -159,7 +162,8 @@ export function createBridge(broker: Broker, io: Server, opts: BridgeOptions = {
   })
 
   live.on('connection', (socket: LiveSocket) => {
-    log?.debug({ socketId: socket.id }, `socket client connected to ${LIVE_NAMESPACE}`)
+    log?.info({ socketId: socket.id }, `socket client connected to ${LIVE_NAMESPACE}`)
+    socket.on('disconnect', (reason) => log?.info({ socketId: socket.id, reason }, `socket client disconnected from ${LIVE_NAMESPACE}`))
     fanout.addLiveClient(socket)
     if (socket.data.devices) socket.emit('devices', registry.list())
 

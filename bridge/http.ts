@@ -47,8 +47,10 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
       const match = pattern.exec(url.pathname)
       if (!match) continue
       if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, { status: 405, body: { error: 'use GET' } })
+      const params = decodeParams(match.groups)
+      if (!params) return send(res, { status: 400, body: { error: `malformed percent-encoding in ${url.pathname}` } })
       Promise.resolve()
-        .then(() => handler(decodeParams(match.groups), url.searchParams))
+        .then(() => handler(params, url.searchParams))
         .then(
           (reply) => send(res, reply),
           (err: Error) => send(res, { status: 500, body: { error: err.message } }),
@@ -118,8 +120,13 @@ const UNBUILT_PAGE = `<!doctype html><meta charset="utf-8"><title>Pulseboard</ti
 <p>The dashboard has not been built. Run <code>npm run build</code>, then reload this page.</p>
 <p>The MQTT broker and the socket.io bridge work without it; see <a href="/api/health">/api/health</a>.</p>`
 
-function decodeParams(groups: Record<string, string> | undefined): Record<string, string> {
+/** URL-decoded `:name` parts, or null when one is not valid percent-encoding. */
+function decodeParams(groups: Record<string, string> | undefined): Record<string, string> | null {
   const params: Record<string, string> = {}
-  for (const [name, value] of Object.entries(groups ?? {})) params[name] = decodeURIComponent(value)
+  try {
+    for (const [name, value] of Object.entries(groups ?? {})) params[name] = decodeURIComponent(value)
+  } catch {
+    return null
+  }
   return params
 }

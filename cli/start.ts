@@ -114,7 +114,7 @@ function banner(hosts: string[], port: number, mqttPort: number): string {
     '',
     'Point a device at the MQTT address above, or try:',
     `  mosquitto_pub -h ${lan} -p ${mqttPort} -t devices/demo/telemetry -m '{"temperature":21.5}'`,
-    '  npx pulseboard simulate --devices 5',
+    `  npx pulseboard simulate --devices 5${mqttPort === pulseboardDefaults.mqttPort ? '' : ` --url mqtt://localhost:${mqttPort}`}`,
     '',
     'Press Ctrl-C to stop.',
   )

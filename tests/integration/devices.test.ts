@@ -70,6 +70,7 @@ describe('device registry', () => {
     ])
     expect((await getJson('/api/devices/kitchen')).body).toEqual(body[0])
     expect(await getJson('/api/devices/nope')).toEqual({ status: 404, body: { error: 'no device "nope" is known' } })
+    expect(await getJson('/api/devices/%E0%A4%A')).toEqual({ status: 400, body: { error: 'malformed percent-encoding in /api/devices/%E0%A4%A' } })
   })
 
   it('sends the snapshot to a client that connects later', async () => {
