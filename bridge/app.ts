@@ -5,6 +5,7 @@ import { createBroker, type Broker, type BrokerOptions } from '../broker/broker.
 import { createBridge, type Bridge, type BridgeOptions } from './bridge.ts'
 import { createHttpServer, type HttpServer } from './http.ts'
 import { createMetrics } from './metrics.ts'
+import type { HealthReport } from '../protocol/index.ts'
 
 export interface PulseboardOptions extends BrokerOptions, BridgeOptions {
   /** MQTT over TCP. 0 picks a free port. @default 1883 */
@@ -52,18 +53,20 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
   const bridge = createBridge(broker, http.io, opts)
   const metrics = createMetrics(broker, bridge)
 
+  let mqttPort = opts.mqttPort ?? pulseboardDefaults.mqttPort
   http.get('/api/health', () => ({
     body: {
       status: 'ok',
       uptime: (Date.now() - startedAt) / 1000,
       mqtt: {
+        port: mqttPort,
         clients: broker.stats.clients,
         messagesIn: broker.stats.messagesIn,
         messagesOut: broker.stats.messagesOut,
       },
       sockets: { chat: bridge.chat.sockets.size, live: bridge.live.sockets.size },
       bridge: { ...bridge.stats, ...bridge.fanout.stats },
-    },
+    } satisfies HealthReport,
   }))
   http.get('/metrics', async () => ({ body: await metrics.metrics(), contentType: metrics.contentType }))
 
@@ -83,7 +86,7 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
   http.get('/api/topics', () => ({ body: registry.topics() }))
 
   async function listen(): Promise<{ mqttPort: number; port: number }> {
-    const mqttPort = await listenOn(broker.tcpServer, 'mqtt', opts.mqttPort ?? pulseboardDefaults.mqttPort, opts.host)
+    mqttPort = await listenOn(broker.tcpServer, 'mqtt', mqttPort, opts.host)
     const port = await listenOn(http.server, 'http', opts.port ?? pulseboardDefaults.port, opts.host)
     return { mqttPort, port }
   }

@@ -3,7 +3,7 @@ import { spawnRole } from './ipc.ts'
 import type { PublisherConfig, PublisherReport } from './publisher.ts'
 import type { ServeReady } from './serve.ts'
 
-/** Debian's Chromium, headless, with nothing reaching out to the network on its own. */
+/** Debian's Chromium, headless, with nothing reaching out to the network on its own; playwright gives each launch a fresh profile. */
 export function launchChromium(): Promise<Browser> {
   return chromium.launch({
     executablePath: '/usr/bin/chromium',

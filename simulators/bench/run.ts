@@ -163,7 +163,8 @@ export async function runScenario(opts: ScenarioOptions, progress: Progress = ()
       // messages still in flight count as delivered when they arrive, up to a few seconds
       phase = 'drain'
       phaseStart = performance.now()
-      for (let quiet = 0, seen = total(), waited = 0; quiet < 3 && waited < 50; waited++) {
+      // receivers report every 500 ms: a second without change means they are done
+      for (let quiet = 0, seen = total(), waited = 0; quiet < 10 && waited < 100; waited++) {
         await sleep(100)
         quiet = total() === seen ? quiet + 1 : 0
         seen = total()

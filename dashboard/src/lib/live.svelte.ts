@@ -1,0 +1,145 @@
+import { io, type Socket } from 'socket.io-client'
+import { loadDevices, replaceDevices, updateDevices } from './devices.svelte.ts'
+import { messageLog } from './messages.svelte.ts'
+import {
+  LIVE_NAMESPACE,
+  type Ack,
+  type CommandRequest,
+  type Envelope,
+  type LiveAuth,
+  type LiveClientToServerEvents,
+  type LiveServerToClientEvents,
+  type PublishRequest,
+} from './protocol.ts'
+import { series } from './series.svelte.ts'
+import { topicTree } from './topics.svelte.ts'
+
+type LiveSocket = Socket<LiveServerToClientEvents, LiveClientToServerEvents>
+
+export type ConnectionStatus = 'connecting' | 'online' | 'reconnecting' | 'offline'
+
+/** Failed attempts after which "reconnecting" becomes "offline" (still retrying, less often). */
+const OFFLINE_AFTER_ATTEMPTS = 4
+const ACK_TIMEOUT_MS = 5000
+
+/** The `/live` socket as the banner shows it. */
+export const connection = $state({
+  status: 'connecting' as ConnectionStatus,
+  /** Reconnection attempts since the connection was lost. */
+  attempts: 0,
+  /** Why the connection was refused (a handshake middleware said no), for people. */
+  reason: '',
+  /** The server refused us: socket.io does not retry until asked. */
+  refused: false,
+  /** Connected at least once since the page loaded. */
+  everConnected: false,
+})
+
+let socket: LiveSocket | null = null
+
+/** Opens the socket (once) and routes every event to its store. */
+export function connectLive(): void {
+  if (socket) return
+  const auth: LiveAuth = { devices: true }
+  const s: LiveSocket = io(LIVE_NAMESPACE, {
+    auth,
+    // WebSocket first; long-polling when a proxy on the way does not pass WebSockets
+    transports: ['websocket', 'polling'],
+    tryAllTransports: true,
+    reconnectionDelay: 500,
+    reconnectionDelayMax: 5000,
+  })
+  socket = s
+
+  s.on('connect', () => {
+    connection.status = 'online'
+    connection.attempts = 0
+    connection.reason = ''
+    connection.refused = false
+    connection.everConnected = true
+  })
+  s.on('disconnect', (reason) => {
+    connection.status = navigator.onLine ? 'reconnecting' : 'offline'
+    // the server closed this socket on purpose; socket.io waits for us to reconnect
+    if (reason === 'io server disconnect') window.setTimeout(() => s.connect(), 1000)
+  })
+  s.on('connect_error', (err) => {
+    // refused by a handshake middleware: socket.io gives up; transport errors are retried
+    if (s.active) return
+    connection.status = 'offline'
+    connection.refused = true
+    connection.reason = err.message
+  })
+  s.io.on('reconnect_attempt', (attempt) => {
+    connection.attempts = attempt
+    connection.status =
+      !navigator.onLine || attempt > OFFLINE_AFTER_ATTEMPTS ? 'offline' : connection.everConnected ? 'reconnecting' : 'connecting'
+  })
+  window.addEventListener('offline', () => {
+    if (connection.status !== 'online') connection.status = 'offline'
+  })
+  window.addEventListener('online', () => {
+    if (!s.connected) retryNow()
+  })
+
+  s.on('devices', replaceDevices)
+  s.on('device', updateDevices)
+  s.on('readings', (batch) => series.add(batch))
+  s.on('message', (envelope) => receive([envelope]))
+  s.on('messages', receive)
+
+  void loadDevices()
+  void topicTree.seed()
+}
+
+function receive(batch: Envelope[]): void {
+  messageLog.push(batch)
+  topicTree.push(batch)
+}
+
+/** Skips the back-off wait. */
+export function retryNow(): void {
+  if (!socket || socket.connected) return
+  socket.disconnect()
+  socket.connect()
+}
+
+/** What a send resolves with: the server's ack, or why no ack came. */
+export type Reply<T extends object = object> = Ack<T> | LocalFailure
+
+/** Not one of the server's codes: made here when the server could not answer. */
+interface LocalFailure {
+  ok: false
+  error: { code: 'E_NOT_CONNECTED' | 'E_NO_ANSWER'; message: string }
+}
+
+/** Publishes to MQTT, or sends chat text when given a string. */
+export function publish(message: PublishRequest | string): Promise<Reply> {
+  return emitWithAck((s, ack) => s.emit('message', message, ack))
+}
+
+export function sendCommand(command: CommandRequest): Promise<Reply<{ topic: string; payload: string }>> {
+  return emitWithAck((s, ack) => s.emit('command', command, ack))
+}
+
+function emitWithAck<T extends object>(send: (s: LiveSocket, ack: (ack: Ack<T>) => void) => void): Promise<Reply<T>> {
+  return new Promise((resolve) => {
+    const s = socket
+    if (!s?.connected) {
+      resolve(failure('E_NOT_CONNECTED', 'not connected to the server; try again once the banner is gone'))
+      return
+    }
+    const timer = window.setTimeout(
+      () => resolve(failure('E_NO_ANSWER', `the server did not answer within ${ACK_TIMEOUT_MS / 1000} s`)),
+      ACK_TIMEOUT_MS,
+    )
+    send(s, (ack) => {
+      window.clearTimeout(timer)
+      resolve(ack)
+    })
+  })
+}
+
+function failure(code: LocalFailure['error']['code'], message: string): LocalFailure {
+  return { ok: false, error: { code, message } }
+}

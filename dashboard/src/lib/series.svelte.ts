@@ -1,0 +1,144 @@
+import { SvelteMap } from 'svelte/reactivity'
+import { onNextFrame } from './frame.ts'
+import type { DeviceHistory, Reading } from './protocol.ts'
+
+/** A chart point in the shape Chart.js reads without parsing: epoch ms and value. */
+export interface Point {
+  x: number
+  y: number
+}
+
+/** Points kept per metric of every device: enough for a card's sparkline. */
+const BACKGROUND_WINDOW = 240
+/** Points kept per metric of a device someone is looking at (its page is open). */
+const WATCHED_WINDOW = 20_000
+/** Trim in chunks rather than on every push, so the cost is amortised. */
+const SLACK = 1.25
+
+/**
+ * Recent points per device and metric. The arrays are plain (not reactive) because they change
+ * many times a second; `versions` ticks once per frame for each device whose points changed.
+ */
+class SeriesStore {
+  /** Device id → metric → points, oldest first. */
+  readonly #byDevice = new Map<string, Map<string, Point[]>>()
+  readonly #watchers = new Map<string, number>()
+  /** Device and metric pairs whose recent history was asked for. */
+  readonly #seeded = new Set<string>()
+  readonly #touched = new Set<string>()
+  /** Device id → a number that changes when its points changed; read it to re-run on new points. */
+  readonly versions = new SvelteMap<string, number>()
+
+  /** Points of one metric, oldest first. Read `versions.get(device)` to track changes. */
+  points(device: string, metric: string): Point[] {
+    return this.#byDevice.get(device)?.get(metric) ?? EMPTY
+  }
+
+  add(readings: readonly Reading[]): void {
+    for (const r of readings) {
+      if (!Number.isFinite(r.value) || !Number.isFinite(r.ts)) continue
+      insert(this.#series(r.device, r.metric), r.ts, r.value)
+      this.#touched.add(r.device)
+    }
+    for (const device of this.#touched) this.#trim(device)
+    onNextFrame(this.#publish)
+  }
+
+  /**
+   * Stored history from the server joins the live points. The history is complete for the
+   * span it covers, so only live points outside that span are kept next to it.
+   */
+  merge(history: DeviceHistory): void {
+    for (const [metric, { points }] of Object.entries(history.metrics)) {
+      const stored = points
+        .filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y))
+        .map(([x, y]) => ({ x, y }))
+        .sort((a, b) => a.x - b.x)
+      if (stored.length === 0) continue
+      const series = this.#series(history.device, metric)
+      const first = stored[0]!.x
+      const last = stored[stored.length - 1]!.x
+      const before = series.filter((p) => p.x < first)
+      const after = series.filter((p) => p.x > last)
+      series.length = 0
+      for (const part of [before, stored, after]) for (const p of part) series.push(p)
+    }
+    this.#touched.add(history.device)
+    this.#trim(history.device)
+    onNextFrame(this.#publish)
+  }
+
+  /** Fills a sparkline from the server's history once, so a card has a line from the first paint. */
+  seed(device: string, metric: string, spanMs = 3 * 60_000): void {
+    const key = `${device}\u0000${metric}`
+    if (this.#seeded.has(key)) return
+    this.#seeded.add(key)
+    // `metrics` is comma-separated: a name with a comma asks for all of them instead
+    const only = metric.includes(',') ? '' : `&metrics=${encodeURIComponent(metric)}`
+    fetch(`/api/devices/${encodeURIComponent(device)}/history?since=${Date.now() - spanMs}${only}`)
+      .then((res) => (res.ok ? (res.json() as Promise<DeviceHistory>) : null))
+      .then((history) => history && this.merge(history))
+      .catch(() => this.#seeded.delete(key))
+  }
+
+  /** Keeps a long window for this device until the returned function is called. */
+  watch(device: string): () => void {
+    this.#watchers.set(device, (this.#watchers.get(device) ?? 0) + 1)
+    return () => {
+      const n = (this.#watchers.get(device) ?? 1) - 1
+      if (n > 0) this.#watchers.set(device, n)
+      else {
+        this.#watchers.delete(device)
+        this.#trim(device)
+      }
+    }
+  }
+
+  #series(device: string, metric: string): Point[] {
+    let metrics = this.#byDevice.get(device)
+    // eslint-disable-next-line svelte/prefer-svelte-reactivity -- points are plain on purpose; `versions` is the signal
+    if (!metrics) this.#byDevice.set(device, (metrics = new Map()))
+    let series = metrics.get(metric)
+    if (!series) metrics.set(metric, (series = []))
+    return series
+  }
+
+  #trim(device: string): void {
+    const cap = this.#watchers.has(device) ? WATCHED_WINDOW : BACKGROUND_WINDOW
+    for (const series of this.#byDevice.get(device)?.values() ?? []) {
+      if (series.length > cap * SLACK) series.splice(0, series.length - cap)
+    }
+  }
+
+  readonly #publish = (): void => {
+    for (const device of this.#touched) this.versions.set(device, (this.versions.get(device) ?? 0) + 1)
+    this.#touched.clear()
+  }
+}
+
+const EMPTY: Point[] = []
+
+/**
+ * Readings mostly arrive in order; a late one (a device's own timestamp) is put in its place.
+ * Two readings in the same millisecond are both kept, as the server's history keeps them.
+ */
+function insert(series: Point[], x: number, y: number): void {
+  let i = series.length
+  while (i > 0 && series[i - 1]!.x > x) i--
+  if (i === series.length) series.push({ x, y })
+  else series.splice(i, 0, { x, y })
+}
+
+/** Index of the first point at or after `x` (points sorted by x). */
+export function firstAtOrAfter(points: readonly Point[], x: number): number {
+  let lo = 0
+  let hi = points.length
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1
+    if (points[mid]!.x < x) lo = mid + 1
+    else hi = mid
+  }
+  return lo
+}
+
+export const series = new SeriesStore()
