@@ -30,9 +30,12 @@ const ctx = roleContext<ReceiverConfig>()
 const { config } = ctx
 const newHistogram = () => hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: 3 })
 
-let histogram = newHistogram()
-let measuring = false
+// Only probes sent inside the measured window (m=1) count, whatever this process heard when:
+// orders reach the devices and the receivers in no fixed order.
+const histogram = newHistogram()
 let received = 0
+/** Every probe, measured or not: the live progress line. */
+let heard = 0
 let duplicates = 0
 const closers: (() => void)[] = []
 
@@ -42,9 +45,10 @@ function createClientTracker(): (payload: string) => void {
   return (payload) => {
     const probe = readProbe(payload)
     if (!probe) return
+    heard++
     const last = lastSeq.get(probe.device) ?? 0
     lastSeq.set(probe.device, Math.max(last, probe.seq))
-    if (!measuring || !probe.measured) return
+    if (!probe.measured) return
     if (probe.seq <= last) duplicates++
     received++
     histogram.recordValue(Math.max(1, Math.round((now() - probe.sentAt) * 1000)))
@@ -99,19 +103,13 @@ function mqttClient(track: (payload: string) => void, index: number): Promise<vo
   })
 }
 
-ctx.on('measure', () => {
-  histogram = newHistogram()
-  received = 0
-  duplicates = 0
-  measuring = true
-})
 ctx.on('report', () => {
   ctx.send({ type: 'report', histogram: hdr.encodeIntoCompressedBase64(histogram), received, duplicates } satisfies ReceiverReport)
 })
 ctx.on('stop', () => {
   for (const close of closers) close()
 })
-setInterval(() => ctx.send({ type: 'progress', received }), 500).unref()
+setInterval(() => ctx.send({ type: 'progress', received: heard }), 500).unref()
 
 try {
   const connect = config.kind === 'mqtt' ? mqttClient : socketClient

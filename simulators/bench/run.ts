@@ -139,7 +139,6 @@ export async function runScenario(opts: ScenarioOptions, progress: Progress = ()
       for (const p of publishers) p.send({ type: 'start' })
       await sleep(opts.warmupMs)
 
-      for (const r of receivers) r.send({ type: 'measure' })
       for (const p of publishers) p.send({ type: 'measure' })
       phase = 'measure'
       phaseStart = performance.now()
