@@ -1,4 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util'
+import { parseDuration } from '../simulators/duration.ts'
 
 /** Wrong flags or values: the command says what is wrong and exits 2. */
 export class UsageError extends Error {
@@ -52,6 +53,14 @@ export function integer(value: string, flag: string, min: number, max: number): 
     throw new UsageError(`${flag} must be a whole number from ${min} to ${max}, got ${JSON.stringify(value)}`)
   }
   return n
+}
+
+/** Parses a duration flag (`500ms`, `10s`, `2m`) to milliseconds, or throws a UsageError that names the flag. */
+export function duration(value: string | undefined, flag: string, fallbackMs: number): number {
+  if (value === undefined) return fallbackMs
+  const ms = parseDuration(value)
+  if (ms === null) throw new UsageError(`${flag} must be a duration such as 500ms, 10s or 2m, got ${JSON.stringify(value)}`)
+  return ms
 }
 
 /** Default server URL for the clients: the local Pulseboard, or PULSEBOARD_URL. */

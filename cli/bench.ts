@@ -1,10 +1,9 @@
-import { parseDuration } from '../simulators/duration.ts'
 import { mosquittoInstalled } from '../simulators/bench/mosquitto.ts'
 import { runScenario, type ScenarioOptions, type ScenarioResult, type Target } from '../simulators/bench/run.ts'
 import { runScale, type ScaleResult } from '../simulators/bench/scale.ts'
 import { runDashboardBench } from '../simulators/bench/browser.ts'
 import type { ReceiverKind } from '../simulators/bench/receiver.ts'
-import { UsageError, integer, parse, type Command } from './args.ts'
+import { UsageError, duration, integer, parse, type Command } from './args.ts'
 
 /** Named loads from docs/benchmarks.md; flags override any field. */
 const SCENARIOS = {
@@ -85,12 +84,10 @@ export const bench: Command = {
     const json = values.json ?? false
     if (scenario === 'scale') return scale(integer(values.connections ?? '10000', '--connections', 1, 100_000), json)
     if (scenario === 'dashboard') {
-      const durationMs = values.duration === undefined ? 60_000 : parseDuration(values.duration)
-      if (durationMs === null) throw new UsageError(`--duration must be a duration such as 60s or 5m, got ${JSON.stringify(values.duration)}`)
       return dashboard({
         devices: integer(values.devices ?? '100', '--devices', 1, 10_000),
         rate: integer(values.rate ?? '1000', '--rate', 1, 100_000),
-        durationMs,
+        durationMs: duration(values.duration, '--duration', 60_000),
         route: values.route ?? '#/',
       }, json)
     }
@@ -98,12 +95,6 @@ export const bench: Command = {
       throw new UsageError(`--scenario must be light, heavy, broker, soak, scale or dashboard, got ${JSON.stringify(scenario)}`)
     }
     const preset = SCENARIOS[scenario as keyof typeof SCENARIOS]
-    const duration = (flag: string, value: string | undefined, fallback: number) => {
-      if (value === undefined) return fallback
-      const ms = parseDuration(value)
-      if (ms === null) throw new UsageError(`${flag} must be a duration such as 500ms, 10s or 2m, got ${JSON.stringify(value)}`)
-      return ms
-    }
     const targets = chooseTargets(values.compare ?? false, values.target ?? (scenario === 'broker' ? 'broker' : 'pulseboard'), scenario)
     const runs = integer(values.runs ?? (values.compare ? '3' : '1'), '--runs', 1, 100)
     const base = {
@@ -112,8 +103,8 @@ export const bench: Command = {
       clients: integer(values.clients ?? String(preset.clients), '--clients', 1, 10_000),
       qos: integer(values.qos ?? '0', '--qos', 0, 1) as 0 | 1,
       payloadSize: integer(values.payload ?? '60', '--payload', 40, 262_144),
-      durationMs: duration('--duration', values.duration, preset.durationMs),
-      warmupMs: duration('--warmup', values.warmup, 2000),
+      durationMs: duration(values.duration, '--duration', preset.durationMs),
+      warmupMs: duration(values.warmup, '--warmup', 2000),
       ...(values.profile !== undefined && { profileDir: values.profile }),
       ...(values.url !== undefined && { external: external(values.url, values['mqtt-url']) }),
     }
@@ -253,12 +244,7 @@ function ratioLines(results: ScenarioResult[]): string[] {
 }
 
 function soakLine(r: ScenarioResult): string {
-  const series = r.rssSeries
-  if (series.length < 3) return ''
-  const third = Math.floor(series.length / 3)
-  const early = series[third]![1]
-  const late = series.at(-1)![1]
-  return `\nRSS over the soak: ${series.map(([s, mb]) => `${s}s ${mb}`).join(', ')} MB\nfrom a third of the way to the end: ${fmt(late - early, 1)} MB`
+  return `\nserver RSS over the soak: ${halves(r.rssSeries)}\n  samples: ${r.rssSeries.map(([s, mb]) => `${s}s ${mb}`).join(', ')} MB`
 }
 
 async function scale(connections: number, json: boolean): Promise<void> {
@@ -291,15 +277,26 @@ async function dashboard(opts: Parameters<typeof runDashboardBench>[0], json: bo
   const result = await runDashboardBench(opts, (line) => process.stderr.write(tty ? `\r\x1b[K${line}` : `${line}\n`))
   if (tty) process.stderr.write('\n')
   if (json) return void console.log(JSON.stringify(result, null, 2))
-  const heap = result.heap
-  const third = heap[Math.floor(heap.length / 3)]?.[1] ?? 0
   console.log(
     [
       `\n${result.route}: ${fmt(result.readingsPerSecond)} readings/s`,
       `  main thread busy  ${fmt(result.mainThreadBusy, 1)} % (script ${fmt(result.scriptBusy, 1)} %)`,
-      `  JS heap           ${heap.map(([s, mb]) => `${s}s ${mb}`).join(', ')} MB`,
-      `  heap change from a third of the way to the end: ${fmt((heap.at(-1)?.[1] ?? 0) - third, 1)} MB`,
+      `  JS heap           ${halves(result.heap)}`,
       `  DOM nodes         ${fmt(result.domNodes)}`,
     ].join('\n'),
   )
+}
+
+/**
+ * Memory rises and falls with every garbage collection; a leak shows as a
+ * second half that sits higher than the first. Min–max of each half says it.
+ */
+function halves(series: [number, number][]): string {
+  const range = (part: [number, number][]) => {
+    const values = part.map(([, mb]) => mb)
+    return `${fmt(Math.min(...values), 1)}–${fmt(Math.max(...values), 1)} MB`
+  }
+  const mid = Math.floor(series.length / 2)
+  if (mid === 0) return 'too few samples'
+  return `first half ${range(series.slice(0, mid))}, second half ${range(series.slice(mid))}`
 }

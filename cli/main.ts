@@ -53,7 +53,10 @@ async function main(argv: string[]): Promise<number> {
       console.error(`pulseboard ${command.name}: ${err.message}`)
       return 1
     }
-    throw err
+    // unexpected: still one line for the person, the stack only when asked for
+    console.error(`pulseboard ${command.name}: ${(err as Error).message ?? String(err)}`)
+    if (process.env.PULSEBOARD_DEBUG) console.error(err)
+    return 1
   }
 }
 

@@ -1,7 +1,6 @@
 import { createFleet } from '../simulators/fleet.ts'
 import { FORMAT_NAMES, type FormatName } from '../simulators/formats.ts'
-import { parseDuration } from '../simulators/duration.ts'
-import { CliError, UsageError, integer, parse, type Command } from './args.ts'
+import { CliError, UsageError, duration, integer, parse, type Command } from './args.ts'
 
 const FORMATS = [...FORMAT_NAMES, 'mixed'] as const
 
@@ -37,8 +36,7 @@ export const simulate: Command = {
       keepalive: { type: 'string' },
     })
     const devices = integer(values.devices ?? '5', '--devices', 1, 100_000)
-    const intervalMs = parseDuration(values.interval ?? '1s')
-    if (intervalMs === null) throw new UsageError(`--interval must be a duration such as 500ms, 1s or 2m, got ${JSON.stringify(values.interval)}`)
+    const intervalMs = duration(values.interval, '--interval', 1000)
     const format = values.format ?? 'mixed'
     if (!(FORMATS as readonly string[]).includes(format)) {
       throw new UsageError(`--format must be one of ${FORMATS.join(', ')}, got ${JSON.stringify(format)}`)

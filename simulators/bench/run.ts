@@ -142,7 +142,7 @@ export async function runScenario(opts: ScenarioOptions, progress: Progress = ()
       for (const p of publishers) p.send({ type: 'measure' })
       phase = 'measure'
       phaseStart = performance.now()
-      last = { at: phaseStart, count: 0 }
+      last = { at: phaseStart, count: total() }
       const before = await system.sample()
       const generatorBefore = [...publishers, ...receivers].map((r) => sampleProcess(r.pid))
       const rssSeries: [number, number][] = []

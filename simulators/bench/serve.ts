@@ -4,6 +4,7 @@ import http from 'node:http'
 import { Server } from 'socket.io'
 import { createPulseboard } from '../../bridge/app.ts'
 import { createBroker } from '../../broker/broker.ts'
+import { LIVE_NAMESPACE } from '../../protocol/index.ts'
 import { createNaiveBridge } from './naive.ts'
 import { roleContext } from './ipc.ts'
 
@@ -43,7 +44,8 @@ try {
     }
     case 'socketio': {
       const server = http.createServer()
-      new Server(server)
+      // the namespace the dashboard connects to, with nothing behind it
+      new Server(server).of(LIVE_NAMESPACE)
       ports = { mqttPort: 0, port: await listen(server) }
       break
     }

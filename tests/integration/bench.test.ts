@@ -54,9 +54,12 @@ describe('bench runs', () => {
     expect(result.lost).toBe(0)
   })
 
-  it('measures memory per idle connection', async () => {
-    const result = await runScale('pulseboard', 'mqtt', 200)
-    expect(result).toMatchObject({ target: 'pulseboard', kind: 'mqtt', connections: 200 })
+  it.each([
+    ['pulseboard', 'mqtt'],
+    ['socketio', 'socket'],
+  ] as const)('measures memory per idle connection: %s, %s', async (target, kind) => {
+    const result = await runScale(target, kind, 100)
+    expect(result).toMatchObject({ target, kind, connections: 100 })
     expect(result.connectMs).toBeGreaterThan(0)
   })
 })

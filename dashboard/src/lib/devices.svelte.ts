@@ -31,13 +31,25 @@ function apply(all: readonly DeviceState[]): void {
   registry.loaded = true
 }
 
-/** Changed devices, applied together in the next frame. */
+/**
+ * Cards show values people read, not a chart: four updates a second is as fast as anyone reads
+ * a number, and a grid of a hundred cards repainted ten times a second keeps the page busy.
+ * Charts follow `readings`, frame by frame, and are not held back by this.
+ */
+const CARD_UPDATE_MS = 250
+let lastFlush = 0
+let timer = 0
+
+/** Changed devices, applied together in a frame at most every CARD_UPDATE_MS. */
 export function updateDevices(changed: readonly DeviceState[]): void {
   for (const device of changed) pending.set(device.id, device)
-  onNextFrame(flush)
+  if (timer !== 0) return
+  timer = window.setTimeout(() => onNextFrame(flush), Math.max(0, lastFlush + CARD_UPDATE_MS - performance.now()))
 }
 
 function flush(): void {
+  timer = 0
+  lastFlush = performance.now()
   for (const [id, device] of pending) devices.set(id, device)
   pending.clear()
 }
