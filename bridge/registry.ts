@@ -15,8 +15,10 @@ import { Series } from './history.ts'
 export interface RegistryOptions {
   /** Points kept per metric for charts and `/history`. @default 3600 */
   historySize?: number
-  /** Batch window for `device` and `readings` updates, in ms. @default 100 */
+  /** Batch window for `readings` and for device changes that matter (online, stale, a new metric), in ms. @default 100 */
   updateIntervalMs?: number
+  /** How often a device whose only change is new values is sent again; `readings` carry each value sooner. @default 1000 */
+  valueUpdateIntervalMs?: number
   /** Devices remembered; the least recently seen are forgotten first. @default 10000 */
   maxDevices?: number
   /** Topics remembered for the topic tree. @default 10000 */
@@ -26,6 +28,7 @@ export interface RegistryOptions {
 export const registryDefaults = {
   historySize: 3600,
   updateIntervalMs: 100,
+  valueUpdateIntervalMs: 1000,
   maxDevices: 10_000,
   maxTopics: 10_000,
 } satisfies Required<RegistryOptions>
@@ -72,7 +75,11 @@ export class Registry extends EventEmitter<RegistryEvents> {
   /** Device ids by the MQTT client that published for them. */
   readonly #byClient = new Map<string, Set<string>>()
   readonly #wills = new Map<string, { topic: string; payload: string }>()
+  /** Devices with a change that matters now: online, stale, name, a new metric or topic. */
   readonly #changed = new Set<Device>()
+  /** Devices whose only change is new values and last-seen time. */
+  readonly #valuesChanged = new Set<Device>()
+  #lastValueFlush = 0
   #readings: Reading[] = []
   #flushTimer: NodeJS.Timeout | null = null
   readonly #staleTimer: NodeJS.Timeout
@@ -90,6 +97,11 @@ export class Registry extends EventEmitter<RegistryEvents> {
     if (envelope.encoding) return // readings are text: numbers, JSON, ON/OFF
     const { readings, facts } = this.#parser.parse(envelope.topic, envelope.payload, envelope.ts)
     if (readings.length === 0 && facts.length === 0) return
+    const before = new Map<string, string>()
+    for (const { device } of [...facts, ...readings]) {
+      const known = this.#devices.get(device)
+      if (known && !before.has(device)) before.set(device, signature(known.state))
+    }
     const touched = new Set<Device>()
     for (const fact of facts) touched.add(this.#applyFact(fact))
     for (const reading of readings) {
@@ -97,7 +109,11 @@ export class Registry extends EventEmitter<RegistryEvents> {
       this.#applyReading(device, reading)
       touched.add(device)
     }
-    for (const device of touched) this.#seen(device, envelope)
+    for (const device of touched) {
+      this.#seen(device, envelope)
+      if (before.get(device.state.id) === signature(device.state)) this.#valuesChanged.add(device)
+      else this.#changed.add(device)
+    }
     this.#readings.push(...readings)
     this.#schedule()
   }
@@ -217,7 +233,6 @@ export class Registry extends EventEmitter<RegistryEvents> {
       this.#setOnline(device, fact.online)
     }
     state.commands = this.#commandNames(device)
-    this.#changed.add(device)
     return device
   }
 
@@ -261,7 +276,10 @@ export class Registry extends EventEmitter<RegistryEvents> {
       device.lastBurst = now
     }
     state.lastSeen = now
-    state.stale = false
+    if (state.stale) {
+      state.stale = false
+      this.#changed.add(device)
+    }
     if (!state.topics.includes(envelope.topic)) {
       state.topics.unshift(envelope.topic)
       if (state.topics.length > TOPICS_PER_DEVICE) state.topics.pop()
@@ -277,7 +295,6 @@ export class Registry extends EventEmitter<RegistryEvents> {
       // publishing proves the connection; a status topic that said offline is corrected by its own next message
       if (!device.announcesStatus) this.#setOnline(device, true)
     }
-    this.#changed.add(device)
   }
 
   #setOnline(device: Device, online: boolean): void {
@@ -336,10 +353,32 @@ export class Registry extends EventEmitter<RegistryEvents> {
 
   #flush(): void {
     this.#flushTimer = null
+    const now = Date.now()
+    if (this.#valuesChanged.size > 0 && now - this.#lastValueFlush >= this.#opts.valueUpdateIntervalMs) {
+      for (const device of this.#valuesChanged) this.#changed.add(device)
+      this.#valuesChanged.clear()
+      this.#lastValueFlush = now
+    }
     const changed = [...this.#changed].map((d) => d.state)
     const readings = this.#readings
     this.#changed.clear()
     this.#readings = []
     if (changed.length > 0 || readings.length > 0) this.emit('update', changed, readings)
+    if (this.#valuesChanged.size > 0) this.#schedule()
   }
+}
+
+/** What a dashboard must hear of at once; values and last-seen time are left out, `readings` carry those. */
+function signature(state: DeviceState): string {
+  return [
+    state.online,
+    state.stale,
+    state.name,
+    state.format,
+    state.commands.join(),
+    Object.keys(state.metrics).length,
+    state.topics.length,
+    state.clientId,
+    state.will?.topic,
+  ].join('|')
 }

@@ -27,7 +27,10 @@ export interface LiveServerToClientEvents {
   messages: (batch: Envelope[]) => void
   /** Every known device, once on connect. */
   devices: (all: DeviceState[]) => void
-  /** Devices that changed since the last update, at most every 100 ms. */
+  /**
+   * Devices that changed: within 100 ms when it matters (online, stale, name, a new metric),
+   * at most once a second when only values and last-seen time moved (`readings` carry those sooner).
+   */
   device: (changed: DeviceState[]) => void
   /** Readings since the last batch, at most every 100 ms. */
   readings: (batch: Reading[]) => void
