@@ -40,7 +40,7 @@ describe("Debian's mosquitto-clients against the embedded broker", () => {
     expect(sub.stdout.values).toEqual(['devices/x/status online', 'messages hello mosquitto'])
   })
 
-  it('mosquitto_pub with a last will and QoS 2 round trip', async () => {
+  it('QoS 2 round trip from mosquitto_pub to mosquitto_sub', async () => {
     const sub = run('mosquitto_sub', [...hostPort(), '-v', '-q', '2', '-t', 'q2/#', '-C', '1'])
     // mosquitto_sub prints nothing on connect; the broker tells us when it subscribed
     await within(5000, 'mosquitto_sub to subscribe', new Promise((resolve) => stack.app.broker.aedes.once('subscribe', resolve)))
@@ -48,5 +48,23 @@ describe("Debian's mosquitto-clients against the embedded broker", () => {
     expect(await pub.exited).toBe(0)
     expect(await within(5000, 'mosquitto_sub to exit after one message', sub.exited)).toBe(0)
     expect(sub.stdout.values).toEqual(['q2/x exactly once'])
+  })
+
+  it("publishes mosquitto_sub's last will when it is killed", async () => {
+    const live = await stack.live()
+    const seen = envelopes(live)
+    const sub = run('mosquitto_sub', [
+      ...hostPort(),
+      '-i', 'mosq-will',
+      '-t', 'anything',
+      '--will-topic', 'devices/mosq-will/status',
+      '--will-payload', 'offline',
+      '--will-qos', '1',
+      '--will-retain',
+    ])
+    await within(5000, 'mosquitto_sub to subscribe', new Promise((resolve) => stack.app.broker.aedes.once('subscribe', resolve)))
+    sub.process.kill('SIGKILL')
+    const found = await seen.until('the will on /live', (v) => v.some((e) => e.topic === 'devices/mosq-will/status'))
+    expect(found.find((e) => e.topic === 'devices/mosq-will/status')).toMatchObject({ payload: 'offline', clientId: 'mosq-will', retain: true, qos: 1 })
   })
 })
