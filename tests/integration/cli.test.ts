@@ -109,7 +109,7 @@ describe('pulseboard send', () => {
 })
 
 describe('pulseboard usage', () => {
-  it.each([['send'], ['receive'], ['start'], ['simulate']])('%s --help prints usage and exits 0', async (command) => {
+  it.each([['send'], ['receive'], ['start'], ['simulate'], ['bench']])('%s --help prints usage and exits 0', async (command) => {
     const child = pulseboard([command, '--help'])
     expect(await child.exited).toBe(0)
     expect(child.stdout.values[0]).toBe(`Usage: pulseboard ${command} [options]${command === 'send' ? ' [text...]' : ''}`)
