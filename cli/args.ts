@@ -41,11 +41,6 @@ export function parse<O extends Options>(argv: string[], options: O, allowPositi
   }
 }
 
-/** Reads `--name`, then the environment variable, then the default. */
-export function pick(flag: string | undefined, env: string | undefined, fallback: string): string {
-  return flag ?? env ?? fallback
-}
-
 /** Parses a whole number within a range, or throws a UsageError that names the flag. */
 export function integer(value: string, flag: string, min: number, max: number): number {
   const n = Number(value)
@@ -65,7 +60,7 @@ export function duration(value: string | undefined, flag: string, fallbackMs: nu
 
 /** Default server URL for the clients: the local Pulseboard, or PULSEBOARD_URL. */
 export function serverUrl(flag: string | undefined): string {
-  const url = pick(flag, process.env.PULSEBOARD_URL, 'http://localhost:5000')
+  const url = flag ?? process.env.PULSEBOARD_URL ?? 'http://localhost:5000'
   if (!/^https?:\/\/[^/]/.test(url)) throw new UsageError(`--url must be an http:// or https:// URL, got ${JSON.stringify(url)}`)
   return url.replace(/\/+$/, '')
 }
