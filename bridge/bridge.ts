@@ -15,6 +15,7 @@ import {
   type Envelope,
   type LiveAuth,
 } from '../protocol/index.ts'
+import type { OnLimit } from '../protocol/limits.ts'
 import type { Broker } from '../broker/broker.ts'
 import { Fanout, type ChatNamespace, type FanoutOptions, type LiveNamespace, type LiveSocket } from './fanout.ts'
 import { decodePayload, encodePayload } from './payload.ts'
@@ -26,6 +27,7 @@ export interface BridgeOptions {
   fanout?: FanoutOptions
   registry?: RegistryOptions
   logger?: Logger
+  onLimit?: OnLimit
 }
 
 export const bridgeDefaults = { chatTopic: 'messages' }
@@ -58,8 +60,10 @@ export function createBridge(broker: Broker, io: Server, opts: BridgeOptions = {
   const log = opts.logger
   const chat: ChatNamespace = io.of('/')
   const live: LiveNamespace = io.of(LIVE_NAMESPACE)
-  const fanout = new Fanout(chat, live, opts.fanout)
-  const registry = new Registry(opts.registry)
+  const onLimit = opts.onLimit ?? (() => {})
+  const fanout = new Fanout(chat, live, { onLimit, ...opts.fanout })
+  const registry = new Registry({ onLimit, ...opts.registry })
+  const { maxPacketSize, maxTopicLength } = broker.limits
   registry.on('update', (changed, readings) => fanout.sendDeviceUpdate(changed, readings))
   const stats: BridgeStats = { socketMessagesIn: 0, socketMessagesRejected: 0 }
 
@@ -77,7 +81,8 @@ export function createBridge(broker: Broker, io: Server, opts: BridgeOptions = {
     }
     if (client) envelope.clientId = client.id
     fanout.send(envelope)
-    if (client) registry.ingest(envelope)
+    // chat is people talking, not a device reporting
+    if (client && packet.topic !== chatTopic) registry.ingest(envelope)
   }
   broker.aedes.on('publish', onPublish)
 
@@ -91,8 +96,10 @@ export function createBridge(broker: Broker, io: Server, opts: BridgeOptions = {
     log?.info({ clientId: client.id }, 'mqtt client disconnected')
     registry.clientDisconnected(client.id)
   }
+  const onTakeover = (clientId: string) => registry.clientTakenOver(clientId)
   broker.aedes.on('clientReady', onClientReady)
   broker.aedes.on('clientDisconnect', onClientDisconnect)
+  broker.on('takeover', onTakeover)
 
   /** Publishes one socket client's message to MQTT and shows it to every socket client. */
   function publish(
@@ -102,8 +109,8 @@ export function createBridge(broker: Broker, io: Server, opts: BridgeOptions = {
   ): void {
     // fixed header (≤5) + topic length (2) + topic + packet id (2) must fit [MQTT-2.2.3]
     const size = 9 + Buffer.byteLength(msg.topic) + msg.payload.length
-    if (size > broker.maxPacketSize) {
-      return reject(ack, ErrorCodes.E_PAYLOAD_TOO_LARGE, `message is ${size} bytes; the limit is ${broker.maxPacketSize}`)
+    if (size > maxPacketSize) {
+      return reject(ack, ErrorCodes.E_PAYLOAD_TOO_LARGE, `message is ${size} bytes; the limit is ${maxPacketSize}`)
     }
     stats.socketMessagesIn++
     const envelope: Envelope = {
@@ -117,7 +124,7 @@ export function createBridge(broker: Broker, io: Server, opts: BridgeOptions = {
     }
     if (msg.encoding) envelope.encoding = msg.encoding
     fanout.send(envelope)
-    registry.ingest(envelope)
+    if (msg.topic !== chatTopic) registry.ingest(envelope)
     broker.aedes.publish(
       { cmd: 'publish', topic: msg.topic, payload: msg.payload, qos: msg.qos, retain: msg.retain, dup: false },
       (err) => {
@@ -154,7 +161,7 @@ export function createBridge(broker: Broker, io: Server, opts: BridgeOptions = {
   // Filters in the handshake apply before the first message, and again on every reconnect.
   live.use((socket, next) => {
     const { filters, devices } = socket.handshake.auth as LiveAuth
-    const parsed = filters === undefined ? [...DEFAULT_LIVE_FILTERS] : parseFilters(filters)
+    const parsed = filters === undefined ? [...DEFAULT_LIVE_FILTERS] : parseFilters(filters, maxTopicLength)
     if (typeof parsed === 'string') return next(new Error(`${ErrorCodes.E_INVALID_FILTER}: ${parsed}`))
     socket.data.filters = parsed
     socket.data.devices = devices !== false
@@ -179,7 +186,7 @@ export function createBridge(broker: Broker, io: Server, opts: BridgeOptions = {
         )
       }
       const { topic, payload, qos, retain, encoding } = parsed.data
-      const problem = topicError(topic)
+      const problem = topicError(topic) ?? lengthError(topic, maxTopicLength)
       if (problem) return reject(reply, ErrorCodes.E_INVALID_TOPIC, `invalid topic: ${problem}`)
       const bytes = decodePayload(payload, encoding)
       publish(socket.id, { topic, payload: bytes, text: payload, qos, retain, ...(encoding && { encoding }) }, reply)
@@ -203,7 +210,7 @@ export function createBridge(broker: Broker, io: Server, opts: BridgeOptions = {
 
     socket.on('subscribe', (request: unknown, ack: unknown) => {
       const reply = ackOf(ack)
-      const filters = parseFilters(request)
+      const filters = parseFilters(request, maxTopicLength)
       if (typeof filters === 'string') return reject(reply, ErrorCodes.E_INVALID_FILTER, filters)
       reply({ ok: true, filters: fanout.setFilters(socket, filters) })
     })
@@ -213,6 +220,7 @@ export function createBridge(broker: Broker, io: Server, opts: BridgeOptions = {
     broker.aedes.off('publish', onPublish)
     broker.aedes.off('clientReady', onClientReady)
     broker.aedes.off('clientDisconnect', onClientDisconnect)
+    broker.off('takeover', onTakeover)
     fanout.close()
     registry.close()
   }
@@ -230,13 +238,17 @@ function describe(value: unknown): string {
   return typeof value === 'object' ? 'an object' : typeof value
 }
 
+function lengthError(topic: string, max: number): string | null {
+  return Buffer.byteLength(topic) > max ? `longer than ${max} bytes (--max-topic-length)` : null
+}
+
 /** Valid MQTT filters from a `subscribe` request or handshake, or why not. */
-function parseFilters(request: unknown): string[] | string {
+function parseFilters(request: unknown, maxLength: number): string[] | string {
   const parsed = SubscribeRequestSchema.safeParse(request)
   if (!parsed.success) return 'filters must be a topic filter or an array of 1 to 256 filters'
   const filters = typeof parsed.data === 'string' ? [parsed.data] : parsed.data
   for (const filter of filters) {
-    const problem = filterError(filter)
+    const problem = filterError(filter) ?? lengthError(filter, maxLength)
     if (problem) return `invalid filter ${JSON.stringify(filter)}: ${problem}`
   }
   return filters

@@ -1,4 +1,5 @@
 import type { Namespace, Socket } from 'socket.io'
+import type { OnLimit } from '../protocol/limits.ts'
 import {
   topicMatches,
   type ChatClientToServerEvents,
@@ -30,26 +31,38 @@ export interface FanoutOptions {
    * @default 128
    */
   maxPendingPackets?: number
+  /** Bytes a socket client may have waiting before it is skipped, as with `maxPendingPackets`. @default 1048576 */
+  maxPendingBytes?: number
+  /**
+   * A client whose oldest waiting packet is older than this is disconnected,
+   * whether or not it answers pings; it reconnects and catches up from history. @default 30000
+   */
+  maxLagMs?: number
   /** Envelopes in one `messages` frame. @default 256 */
   maxBatch?: number
   /** Shortest time between two flushes; a flush after a quiet spell goes at once. @default 1 */
   minIntervalMs?: number
   /** Longest a message waits when the rate is high and batches are large. @default 16 */
   maxIntervalMs?: number
+  onLimit?: OnLimit
 }
 
 export const fanoutDefaults = {
   maxPendingPackets: 128,
+  maxPendingBytes: 1024 * 1024,
+  maxLagMs: 30_000,
   maxBatch: 256,
   minIntervalMs: 1,
   maxIntervalMs: 16,
-} satisfies Required<FanoutOptions>
+} satisfies Required<Omit<FanoutOptions, 'onLimit'>>
 
 export interface FanoutStats {
   /** Envelopes not sent to clients that were too far behind. */
   dropped: number
   /** Clients skipped at least once for being too far behind. */
   slowClients: number
+  /** Clients disconnected for lagging longer than `maxLagMs`. */
+  laggedOut: number
   /** socket.io packets broadcast (each encoded once, whatever the number of receivers). */
   broadcasts: number
 }
@@ -70,14 +83,18 @@ const DEVICES = 'devices'
  * fewer, larger frames cost the server and the browsers less than many small ones.
  */
 export class Fanout {
-  readonly stats: FanoutStats = { dropped: 0, slowClients: 0, broadcasts: 0 }
+  readonly stats: FanoutStats = { dropped: 0, slowClients: 0, laggedOut: 0, broadcasts: 0 }
   readonly #chat: ChatNamespace
   readonly #live: LiveNamespace
-  readonly #opts: Required<FanoutOptions>
+  readonly #opts: Required<Omit<FanoutOptions, 'onLimit'>>
+  readonly #onLimit: OnLimit
   /** Filter groups by room name; each `/live` client is in exactly one. */
   readonly #groups = new Map<string, { filters: string[]; members: number }>()
   /** Clients skipped for now, and their namespace. */
   readonly #lagging = new Map<AnySocket, 'chat' | 'live'>()
+  /** When the oldest packet still waiting for each client was created (absent when none waits). */
+  readonly #waitingSince = new Map<AnySocket, number>()
+  readonly #lagTimer: NodeJS.Timeout
   #queue: Envelope[] = []
   #cancel: (() => void) | null = null
   #lastFlush = -Infinity
@@ -86,8 +103,12 @@ export class Fanout {
   constructor(chat: ChatNamespace, live: LiveNamespace, opts: FanoutOptions = {}) {
     this.#chat = chat
     this.#live = live
-    this.#opts = { ...fanoutDefaults, ...opts }
+    const { onLimit, ...rest } = opts
+    this.#opts = { ...fanoutDefaults, ...rest }
+    this.#onLimit = onLimit ?? (() => {})
     this.#intervalMs = this.#opts.minIntervalMs
+    this.#lagTimer = setInterval(() => this.#disconnectLagging(), Math.min(1000, this.#opts.maxLagMs))
+    this.#lagTimer.unref()
   }
 
   /** Starts watching a `/` client's backlog. */
@@ -175,6 +196,7 @@ export class Fanout {
   }
 
   close(): void {
+    clearInterval(this.#lagTimer)
     this.#cancel?.()
     this.#cancel = null
     this.#queue = []
@@ -198,19 +220,27 @@ export class Fanout {
   /**
    * engine.io queues packets while the previous write is still in flight and
    * hands them all to the transport on `flush`, so packets created since the
-   * last flush are this client's backlog.
+   * last flush are this client's backlog. It is bounded in packets and in
+   * bytes: one packet may batch hundreds of envelopes.
    */
   #watchBacklog(socket: AnySocket, namespace: 'chat' | 'live'): void {
     const conn = socket.conn
     let pending = 0
-    const onCreate = () => {
-      if (++pending <= this.#opts.maxPendingPackets || this.#lagging.has(socket)) return
+    let bytes = 0
+    const onCreate = (packet: { data?: unknown }) => {
+      if (pending === 0) this.#waitingSince.set(socket, performance.now())
+      pending++
+      bytes += sizeOf(packet.data)
+      if ((pending <= this.#opts.maxPendingPackets && bytes <= this.#opts.maxPendingBytes) || this.#lagging.has(socket)) return
       this.#lagging.set(socket, namespace)
       this.stats.slowClients++
+      this.#onLimit('socket_backlog', { socketId: socket.id, packets: pending, bytes })
       void socket.join(LAGGING)
     }
     const onFlush = () => {
       pending = 0
+      bytes = 0
+      this.#waitingSince.delete(socket)
       if (this.#lagging.delete(socket)) void socket.leave(LAGGING)
     }
     conn.on('packetCreate', onCreate)
@@ -219,8 +249,27 @@ export class Fanout {
       conn.off('packetCreate', onCreate)
       conn.off('flush', onFlush)
       this.#lagging.delete(socket)
+      this.#waitingSince.delete(socket)
     })
   }
+
+  /** Heartbeats prove a client is there, not that it reads: one that stays behind too long is cut off. */
+  #disconnectLagging(): void {
+    const now = performance.now()
+    for (const [socket, since] of this.#waitingSince) {
+      if (now - since <= this.#opts.maxLagMs) continue
+      this.#waitingSince.delete(socket)
+      this.stats.laggedOut++
+      this.#onLimit('socket_lag', { socketId: socket.id, lagMs: Math.round(now - since) })
+      // discard: what waits for a client that does not read will never be written
+      socket.conn.close(true)
+    }
+  }
+}
+
+function sizeOf(data: unknown): number {
+  if (typeof data === 'string') return data.length
+  return data instanceof ArrayBuffer || ArrayBuffer.isView(data) ? data.byteLength : 0
 }
 
 /** One group per distinct set of filters, whatever their order. */

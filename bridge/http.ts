@@ -1,78 +1,146 @@
-import http from 'node:http'
 import fs from 'node:fs'
 import path from 'node:path'
+import type { IncomingMessage } from 'node:http'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify'
+import helmet from '@fastify/helmet'
+import fastifyStatic from '@fastify/static'
 import { WebSocketServer, createWebSocketStream } from 'ws'
 import { Server } from 'socket.io'
-import sirv from 'sirv'
+import type { Logger } from 'pino'
+import type { OnLimit } from '../protocol/limits.ts'
 import type { Broker } from '../broker/broker.ts'
+import { createOriginCheck, type OriginCheckOptions } from './origin.ts'
 
 /** Path of MQTT over WebSocket on the HTTP port. */
 export const MQTT_WS_PATH = '/mqtt'
 
-export interface HttpServerOptions {
+export interface HttpServerOptions extends OriginCheckOptions {
   broker: Broker
   /** Built dashboard files; a short page explains how to build them when missing. */
   dashboardDir: string
+  /** socket.io connections at once, on every namespace together. */
+  maxSockets: number
+  logger?: Logger
+  onLimit?: OnLimit
 }
-
-/** What a GET route answers: JSON unless `contentType` says otherwise. */
-export interface RouteReply {
-  status?: number
-  body: unknown
-  contentType?: string
-}
-
-/** Answers a GET; `params` holds the `:name` parts of the route's path. */
-export type RouteHandler = (params: Record<string, string>, query: URLSearchParams) => RouteReply | Promise<RouteReply>
 
 export interface HttpServer {
-  readonly server: http.Server
+  /** Routes are added here by the composition root. */
+  readonly fastify: FastifyInstance
+  readonly server: FastifyInstance['server']
   readonly io: Server
-  /** Adds a GET route such as `/api/devices/:id`. */
-  get(path: string, handler: RouteHandler): void
   close(): Promise<void>
 }
 
-export function createHttpServer(opts: HttpServerOptions): HttpServer {
+/**
+ * The HTTP port: the dashboard, `/api`, socket.io, and MQTT over WebSocket at
+ * `/mqtt`. Every request must name this server in `Host`, and a browser's
+ * `Origin` must be this server's or one allowed, so neither another web page
+ * nor a DNS-rebinding one can drive the devices.
+ */
+export async function createHttpServer(opts: HttpServerOptions): Promise<HttpServer> {
   const { broker } = opts
-  const dashboard = fs.existsSync(path.join(opts.dashboardDir, 'index.html'))
-    ? sirv(opts.dashboardDir, { single: true, etag: true, gzip: false })
-    : null
-
-  const routes: { pattern: RegExp; handler: RouteHandler }[] = []
-
-  const server = http.createServer((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://localhost')
-    for (const { pattern, handler } of routes) {
-      const match = pattern.exec(url.pathname)
-      if (!match) continue
-      if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, { status: 405, body: { error: 'use GET' } })
-      const params = decodeParams(match.groups)
-      if (!params) return send(res, { status: 400, body: { error: `malformed percent-encoding in ${url.pathname}` } })
-      Promise.resolve()
-        .then(() => handler(params, url.searchParams))
-        .then(
-          (reply) => send(res, reply),
-          (err: Error) => send(res, { status: 500, body: { error: err.message } }),
-        )
-      return
-    }
-    if (url.pathname.startsWith('/api/')) return send(res, { status: 404, body: { error: `no such endpoint: ${url.pathname}` } })
-    if (dashboard) return dashboard(req, res, () => send(res, { status: 404, body: { error: 'not found' } }))
-    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' })
-    res.end(UNBUILT_PAGE)
+  const check = createOriginCheck(opts)
+  const fastify = Fastify({
+    ...(opts.logger ? { loggerInstance: opts.logger as FastifyBaseLogger } : { logger: false }),
+    // a line per request would drown what matters; failures are logged by the error handler
+    logController: new LogController({ disableRequestLogging: true }),
+    // clients that never finish a request must not hold a connection forever
+    requestTimeout: 30_000,
+    // no route takes a body yet; the smallest sane bound until one does
+    bodyLimit: 64 * 1024,
+    frameworkErrors(err, req, res) {
+      const reply = res as FastifyReply
+      const pathname = req.url.split('?')[0]
+      if (err.code === 'FST_ERR_BAD_URL') return reply.code(400).send({ error: `malformed percent-encoding in ${pathname}` })
+      return reply.code(400).send({ error: err.message })
+    },
   })
 
-  const io = new Server(server, {
+  await fastify.register(helmet, {
+    // HSTS only makes sense over TLS, which this port does not speak yet
+    hsts: false,
+    contentSecurityPolicy: {
+      useDefaults: false,
+      directives: {
+        defaultSrc: ["'self'"],
+        scriptSrc: ["'self'"],
+        // Svelte sets element styles through the CSSOM, which CSP does not govern; no inline <style> is needed
+        styleSrc: ["'self'"],
+        imgSrc: ["'self'", 'data:'],
+        fontSrc: ["'self'"],
+        // 'self' covers ws:// and wss:// to this origin (CSP level 3)
+        connectSrc: ["'self'"],
+        objectSrc: ["'none'"],
+        baseUri: ["'self'"],
+        formAction: ["'self'"],
+        frameAncestors: ["'none'"],
+      },
+    },
+  })
+
+  fastify.addHook('onRequest', async (req, reply) => {
+    const refused = check(req.raw)
+    if (refused) return reply.code(refused.status).send({ error: refused.message })
+  })
+
+  fastify.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown }, req, reply) => {
+    const status = err.statusCode && err.statusCode < 500 ? err.statusCode : 500
+    if (status < 500) return reply.code(status).send({ error: err.message })
+    req.log.error({ err, url: req.url }, 'request failed')
+    return reply.code(500).send({ error: 'internal error; the server log has the details', code: 'E_INTERNAL' })
+  })
+
+  const built = fs.existsSync(path.join(opts.dashboardDir, 'index.html'))
+  if (built) {
+    await fastify.register(fastifyStatic, {
+      root: path.resolve(opts.dashboardDir),
+      wildcard: false,
+      cacheControl: false,
+      setHeaders(res, file) {
+        // vite names assets by content hash: they never change under the same name
+        const immutable = file.includes(`${path.sep}assets${path.sep}`)
+        void res.header('cache-control', immutable ? 'public, max-age=31536000, immutable' : 'no-cache')
+      },
+    })
+  }
+  fastify.setNotFoundHandler((req, reply) => {
+    const pathname = req.url.split('?')[0]!
+    if (pathname.startsWith('/api/')) return reply.code(404).send({ error: `no such endpoint: ${pathname}` })
+    if (req.method !== 'GET' && req.method !== 'HEAD') return reply.code(405).send({ error: 'use GET' })
+    // the dashboard routes in the fragment (#/devices/x); any other path is the app too
+    if (built) return reply.sendFile('index.html')
+    return reply.type('text/html; charset=utf-8').send(UNBUILT_PAGE)
+  })
+
+  const io = new Server(fastify.server, {
     serveClient: false,
     // a socket message carries at most one MQTT payload, maybe as base64, plus its envelope
-    maxHttpBufferSize: Math.ceil(broker.maxPacketSize * 1.4) + 4096,
+    maxHttpBufferSize: Math.ceil(broker.limits.maxPacketSize * 1.4) + 4096,
     // we answer upgrades on other paths ourselves (MQTT over WebSocket)
     destroyUpgrade: false,
+    allowRequest(req, callback) {
+      const refused = check(req)
+      if (refused) return callback(refused.message, false)
+      if (io.engine.clientsCount >= opts.maxSockets) {
+        opts.onLimit?.('sockets', { sockets: io.engine.clientsCount })
+        return callback(`this server takes at most ${opts.maxSockets} socket.io connections (--max-sockets)`, false)
+      }
+      callback(null, true)
+    },
   })
 
-  const wss = new WebSocketServer({ noServer: true, maxPayload: broker.maxPacketSize + 16 })
-  server.on('upgrade', (req, socket, head) => {
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: broker.limits.maxPacketSize + 16,
+    // MQTT over WebSocket is the same broker a web page could drive: same rules as socket.io
+    verifyClient: ({ req }, done) => {
+      const refused = check(req)
+      if (refused) done(false, refused.status, refused.message)
+      else done(true)
+    },
+  })
+  fastify.server.on('upgrade', (req: IncomingMessage, socket, head) => {
     const pathname = new URL(req.url ?? '/', 'http://localhost').pathname
     if (pathname === MQTT_WS_PATH) {
       wss.handleUpgrade(req, socket, head, (ws) => {
@@ -86,47 +154,20 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
     if (pathname.startsWith('/socket.io/')) return // engine.io's own upgrade listener takes it
     socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n')
   })
-  server.on('connection', (socket) => socket.setNoDelay(true))
+  fastify.server.on('connection', (socket) => socket.setNoDelay(true))
 
   async function close(): Promise<void> {
     for (const ws of wss.clients) ws.terminate()
     wss.close()
-    await new Promise<void>((resolve) => {
-      io.close(() => resolve())
-      server.closeAllConnections()
-    })
+    await new Promise<void>((resolve) => io.close(() => resolve()))
+    fastify.server.closeAllConnections()
+    await fastify.close()
   }
 
-  function get(path: string, handler: RouteHandler): void {
-    const source = path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/:(\w+)/g, '(?<$1>[^/]+)')
-    routes.push({ pattern: new RegExp(`^${source}$`), handler })
-  }
-
-  return { server, io, get, close }
-}
-
-function send(res: http.ServerResponse, reply: RouteReply): void {
-  const json = reply.contentType === undefined
-  res.writeHead(reply.status ?? 200, {
-    'content-type': reply.contentType ?? 'application/json; charset=utf-8',
-    'cache-control': 'no-store',
-  })
-  res.end(json ? JSON.stringify(reply.body) : String(reply.body))
+  return { fastify, server: fastify.server, io, close }
 }
 
 const UNBUILT_PAGE = `<!doctype html><meta charset="utf-8"><title>Pulseboard</title>
-<body style="font:16px system-ui;max-width:40em;margin:4em auto">
 <h1>Pulseboard is running</h1>
 <p>The dashboard has not been built. Run <code>npm run build</code>, then reload this page.</p>
 <p>The MQTT broker and the socket.io bridge work without it; see <a href="/api/health">/api/health</a>.</p>`
-
-/** URL-decoded `:name` parts, or null when one is not valid percent-encoding. */
-function decodeParams(groups: Record<string, string> | undefined): Record<string, string> | null {
-  const params: Record<string, string> = {}
-  try {
-    for (const [name, value] of Object.entries(groups ?? {})) params[name] = decodeURIComponent(value)
-  } catch {
-    return null
-  }
-  return params
-}

@@ -1,9 +1,15 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
+import { LIMITS, type LimitName } from '../protocol/limits.ts'
 import type { Broker } from '../broker/broker.ts'
 import type { Bridge } from './bridge.ts'
 
 /** Prometheus metrics, read from the live counters at scrape time rather than kept twice. */
-export function createMetrics(broker: Broker, bridge: Bridge): Registry {
+export function createMetrics(
+  broker: Broker,
+  bridge: Bridge,
+  limitHits: Readonly<Record<LimitName, number>>,
+  uncaughtErrors: () => number,
+): Registry {
   const register = new Registry()
   collectDefaultMetrics({ register, prefix: 'pulseboard_' })
 
@@ -31,5 +37,25 @@ export function createMetrics(broker: Broker, bridge: Bridge): Registry {
   counter('pulseboard_socket_broadcasts_total', 'socket.io packets broadcast, each encoded once.', () => bridge.fanout.stats.broadcasts)
   counter('pulseboard_socket_dropped_total', 'Messages not sent to socket clients that were too far behind.', () => bridge.fanout.stats.dropped)
   counter('pulseboard_socket_slow_clients_total', 'Times a socket client fell too far behind and was skipped.', () => bridge.fanout.stats.slowClients)
+  counter('pulseboard_mqtt_refused_publishes_total', 'Client publishes refused by the topic rules; each closed its connection.', () => broker.stats.refusedPublishes)
+  counter('pulseboard_mqtt_takeovers_total', 'Times a new connection took the id of a connected MQTT client.', () => broker.stats.takeovers)
+  counter('pulseboard_uncaught_errors_total', 'Errors nothing else caught; each is logged with its stack.', uncaughtErrors)
+  gauge('pulseboard_retained_messages', 'Retained messages kept by the broker.', () => broker.persistence.usage.retained)
+  gauge('pulseboard_retained_bytes', 'Bytes of retained messages kept by the broker.', () => broker.persistence.usage.retainedBytes)
+  gauge('pulseboard_queued_bytes', 'Bytes queued for persistent MQTT sessions.', () => broker.persistence.usage.queuedBytes)
+  gauge('pulseboard_sessions', 'Persistent MQTT sessions remembered.', () => broker.persistence.usage.sessions)
+  gauge('pulseboard_devices', 'Devices the registry knows.', () => bridge.registry.usage.devices)
+  gauge('pulseboard_topics', 'Topics in the topic index.', () => bridge.registry.usage.topics)
+  gauge('pulseboard_history_points', 'History points held in memory.', () => bridge.registry.usage.historyPoints)
+  new Counter({
+    name: 'pulseboard_limit_hits_total',
+    help: 'Times input reached a bound, by limit (docs/limits.md).',
+    labelNames: ['limit'],
+    registers: [register],
+    collect() {
+      this.reset()
+      for (const limit of Object.keys(LIMITS) as LimitName[]) this.inc({ limit }, limitHits[limit])
+    },
+  })
   return register
 }

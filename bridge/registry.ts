@@ -10,28 +10,41 @@ import {
   type Reading,
   type TopicSummary,
 } from '../protocol/index.ts'
-import { Series } from './history.ts'
+import type { OnLimit } from '../protocol/limits.ts'
+import { MemoryHistory } from './history.ts'
+import { TopicIndex, pageOf } from './topics.ts'
 
 export interface RegistryOptions {
   /** Points kept per metric for charts and `/history`. @default 3600 */
   historySize?: number
+  /** Points kept in memory for all metrics together; the least recently updated series go first. @default 2000000 */
+  maxHistoryPoints?: number
   /** Batch window for `readings` and for device changes that matter (online, stale, a new metric), in ms. @default 100 */
   updateIntervalMs?: number
   /** How often a device whose only change is new values is sent again; `readings` carry each value sooner. @default 1000 */
   valueUpdateIntervalMs?: number
   /** Devices remembered; the least recently seen are forgotten first. @default 10000 */
   maxDevices?: number
+  /** Metrics one device may have; readings of more are ignored. @default 128 */
+  maxMetricsPerDevice?: number
   /** Topics remembered for the topic tree. @default 10000 */
   maxTopics?: number
+  /** Characters of topic names and payload previews the topic tree remembers. @default 16777216 */
+  maxTopicIndexBytes?: number
+  /** Called each time input reaches a bound. */
+  onLimit?: OnLimit
 }
 
 export const registryDefaults = {
   historySize: 3600,
+  maxHistoryPoints: 2_000_000,
   updateIntervalMs: 100,
   valueUpdateIntervalMs: 1000,
   maxDevices: 10_000,
+  maxMetricsPerDevice: 128,
   maxTopics: 10_000,
-} satisfies Required<RegistryOptions>
+  maxTopicIndexBytes: 16 * 1024 * 1024,
+} satisfies Required<Omit<RegistryOptions, 'onLimit'>>
 
 /** How long a silence, in usual intervals, makes an online device stale. */
 const STALE_AFTER_INTERVALS = 3
@@ -40,7 +53,8 @@ const BURST_MS = 250
 const TOPICS_PER_DEVICE = 32
 const TASMOTA_OUTPUT = /^POWER\d*$/
 const ACTUATOR = /^(relay|switch|power|light|led|lamp|plug|outlet|socket|fan|pump|valve|heater|output)[-_]?\d*$/i
-const PAYLOAD_PREVIEW = 256
+/** Characters of a will's payload shown with its device. */
+const WILL_PREVIEW = 256
 
 interface Device {
   state: DeviceState
@@ -50,12 +64,15 @@ interface Device {
   binary: Set<string>
   /** Display names announced per metric, kept for metrics that have no reading yet. */
   labels: Map<string, string>
-  history: Map<string, Series>
   /** Smoothed gap between bursts of messages, ms; 0 until measured. */
   interval: number
   lastBurst: number
   /** Online state comes from a status topic, not only from the connection. */
   announcesStatus: boolean
+  /** Metrics with a value, counted against `maxMetricsPerDevice`. */
+  metricCount: number
+  /** The MQTT client it was last seen through; its entry in the registry's client map. */
+  clientId?: string
 }
 
 export interface RegistryEvents {
@@ -66,14 +83,21 @@ export interface RegistryEvents {
 /**
  * Devices and their metrics, learned from every message: which firmware
  * format, online or not, latest values and a bounded history per metric.
+ * Every table is bounded: devices (least recently seen forgotten first, in
+ * O(1)), metrics per device, topics, history points, and the wills and
+ * client maps, which hold only connected clients and known devices.
  */
 export class Registry extends EventEmitter<RegistryEvents> {
-  readonly #opts: Required<RegistryOptions>
+  readonly #opts: Required<Omit<RegistryOptions, 'onLimit'>>
+  readonly #onLimit: OnLimit
   readonly #parser = createReadingsParser()
+  /** Least recently seen first: a Map keeps insertion order, and each message re-inserts its device. */
   readonly #devices = new Map<string, Device>()
-  readonly #topics = new Map<string, TopicSummary>()
-  /** Device ids by the MQTT client that published for them. */
+  readonly #topicIndex: TopicIndex
+  readonly #history: MemoryHistory
+  /** Device ids by the MQTT client that published for them; a device is under one client at a time. */
   readonly #byClient = new Map<string, Set<string>>()
+  /** Wills of connected clients only. */
   readonly #wills = new Map<string, { topic: string; payload: string }>()
   /** Devices with a change that matters now: online, stale, name, a new metric or topic. */
   readonly #changed = new Set<Device>()
@@ -86,14 +110,27 @@ export class Registry extends EventEmitter<RegistryEvents> {
 
   constructor(opts: RegistryOptions = {}) {
     super()
-    this.#opts = { ...registryDefaults, ...opts }
+    const { onLimit, ...rest } = opts
+    this.#opts = { ...registryDefaults, ...rest }
+    this.#onLimit = onLimit ?? (() => {})
+    this.#topicIndex = new TopicIndex({ maxTopics: this.#opts.maxTopics, maxBytes: this.#opts.maxTopicIndexBytes, onLimit: this.#onLimit })
+    this.#history = new MemoryHistory({
+      pointsPerSeries: this.#opts.historySize,
+      maxPoints: this.#opts.maxHistoryPoints,
+      onLimit: this.#onLimit,
+    })
     this.#staleTimer = setInterval(() => this.#checkStale(), 1000)
     this.#staleTimer.unref()
   }
 
+  /** Sizes of the bounded tables, for `/api/health`. */
+  get usage(): { devices: number; topics: number; historyPoints: number } {
+    return { devices: this.#devices.size, topics: this.#topicIndex.size, historyPoints: this.#history.points }
+  }
+
   /** Learns from one message on the broker. */
   ingest(envelope: Envelope): void {
-    this.#remember(envelope)
+    this.#topicIndex.remember(envelope)
     if (envelope.encoding) return // readings are text: numbers, JSON, ON/OFF
     const { readings, facts } = this.#parser.parse(envelope.topic, envelope.payload, envelope.ts)
     if (readings.length === 0 && facts.length === 0) return
@@ -103,34 +140,37 @@ export class Registry extends EventEmitter<RegistryEvents> {
       if (known && !before.has(device)) before.set(device, signature(known.state))
     }
     const touched = new Set<Device>()
+    const accepted: Reading[] = []
     for (const fact of facts) touched.add(this.#applyFact(fact))
     for (const reading of readings) {
       const device = this.#device(reading.device)
-      this.#applyReading(device, reading)
       touched.add(device)
+      if (this.#applyReading(device, reading)) accepted.push(reading)
     }
     for (const device of touched) {
       this.#seen(device, envelope)
       if (before.get(device.state.id) === signature(device.state)) this.#valuesChanged.add(device)
       else this.#changed.add(device)
     }
-    this.#readings.push(...readings)
+    for (const r of accepted) this.#readings.push(r)
     this.#schedule()
   }
 
   /** An MQTT client connected: devices it published for before are back online. */
   clientConnected(clientId: string, will?: { topic: string; payload: string }): void {
-    if (will) this.#wills.set(clientId, will)
+    const shown = will && { topic: will.topic, payload: will.payload.slice(0, WILL_PREVIEW) }
+    if (shown) this.#wills.set(clientId, shown)
     else this.#wills.delete(clientId)
     for (const device of this.#devicesOf(clientId)) {
       device.state.clientId = clientId
-      if (will) device.state.will = will
+      if (shown) device.state.will = shown
       this.#setOnline(device, true)
     }
   }
 
   /** An MQTT client went away, cleanly or not: its devices are offline now, not at the next timeout. */
   clientDisconnected(clientId: string): void {
+    this.#wills.delete(clientId)
     for (const device of this.#devicesOf(clientId)) {
       if (device.state.clientId !== clientId) continue
       delete device.state.clientId
@@ -138,8 +178,22 @@ export class Registry extends EventEmitter<RegistryEvents> {
     }
   }
 
+  /** A new connection took this client id from a connected one: its devices show it. */
+  clientTakenOver(clientId: string): void {
+    for (const device of this.#devicesOf(clientId)) {
+      device.state.takeovers = (device.state.takeovers ?? 0) + 1
+      this.#changed.add(device)
+    }
+    this.#schedule()
+  }
+
   list(): DeviceState[] {
     return [...this.#devices.values()].map((d) => d.state)
+  }
+
+  /** Devices sorted by id, after `cursor` (an id), at most `limit`. */
+  page(limit: number, cursor?: string): DeviceState[] {
+    return pageOf(this.list(), (d) => d.id, limit, cursor)
   }
 
   get(id: string): DeviceState | undefined {
@@ -149,19 +203,17 @@ export class Registry extends EventEmitter<RegistryEvents> {
   history(id: string, metrics?: string[], since?: number): DeviceHistory | undefined {
     const device = this.#devices.get(id)
     if (!device) return undefined
-    const names = metrics ?? [...device.history.keys()]
     const out: DeviceHistory = { device: id, metrics: {} }
-    for (const name of names) {
-      const series = device.history.get(name)
-      if (!series) continue
+    for (const [name, points] of this.#history.query(id, metrics, since)) {
       const unit = device.state.metrics[name]?.unit
-      out.metrics[name] = { ...(unit !== undefined && { unit }), points: series.since(since) }
+      out.metrics[name] = { ...(unit !== undefined && { unit }), points }
     }
     return out
   }
 
-  topics(): TopicSummary[] {
-    return [...this.#topics.values()]
+  /** Topics sorted by name, after `cursor` (a topic), at most `limit`. */
+  topics(limit = Infinity, cursor?: string): TopicSummary[] {
+    return this.#topicIndex.page(limit, cursor)
   }
 
   /** Where a command goes for this device's firmware, or why it cannot. */
@@ -195,23 +247,24 @@ export class Registry extends EventEmitter<RegistryEvents> {
       commandTopics: {},
       binary: new Set(),
       labels: new Map(),
-      history: new Map(),
       interval: 0,
       lastBurst: 0,
       announcesStatus: false,
+      metricCount: 0,
     }
     if (this.#devices.size >= this.#opts.maxDevices) this.#forgetLeastRecent()
     this.#devices.set(id, device)
     return device
   }
 
-  /** Only when the registry is full, so a scan costs less than keeping an order on every message. */
   #forgetLeastRecent(): void {
-    let oldest: Device | undefined
-    for (const device of this.#devices.values()) {
-      if (!oldest || (device.state.lastSeen ?? 0) < (oldest.state.lastSeen ?? 0)) oldest = device
-    }
-    if (oldest) this.#devices.delete(oldest.state.id)
+    const [id, device] = this.#devices.entries().next().value!
+    this.#devices.delete(id)
+    this.#history.forget(id)
+    this.#changed.delete(device)
+    this.#valuesChanged.delete(device)
+    if (device.clientId !== undefined) this.#byClient.get(device.clientId)?.delete(id)
+    this.#onLimit('devices', { device: id })
   }
 
   #applyFact(fact: DeviceFact): Device {
@@ -221,9 +274,13 @@ export class Registry extends EventEmitter<RegistryEvents> {
     if (state.format === 'topic') state.format = fact.format
     if (fact.name) state.name = fact.name
     if (fact.commandBase) device.commandBase = fact.commandBase
-    if (fact.commands) Object.assign(device.commandTopics, fact.commands)
-    for (const name of fact.binary ?? []) device.binary.add(name)
+    const max = this.#opts.maxMetricsPerDevice
+    for (const [metric, topic] of Object.entries(fact.commands ?? {})) {
+      if (metric in device.commandTopics || Object.keys(device.commandTopics).length < max) device.commandTopics[metric] = topic
+    }
+    for (const name of fact.binary ?? []) if (device.binary.has(name) || device.binary.size < max) device.binary.add(name)
     for (const [metric, label] of Object.entries(fact.labels ?? {})) {
+      if (!device.labels.has(metric) && device.labels.size >= max) continue
       device.labels.set(metric, label)
       const m = state.metrics[metric]
       if (m) m.label = label
@@ -249,9 +306,15 @@ export class Registry extends EventEmitter<RegistryEvents> {
     return [...names].sort()
   }
 
-  #applyReading(device: Device, reading: Reading): void {
+  /** Applies a reading; false when the device already has as many metrics as it may. */
+  #applyReading(device: Device, reading: Reading): boolean {
     const metrics = device.state.metrics
     const previous = metrics[reading.metric]
+    if (!previous && device.metricCount >= this.#opts.maxMetricsPerDevice) {
+      this.#onLimit('device_metrics', { device: device.state.id, metric: reading.metric.slice(0, 256) })
+      return false
+    }
+    if (!previous) device.metricCount++
     const label = device.labels.get(reading.metric)
     metrics[reading.metric] = {
       value: reading.value,
@@ -260,13 +323,15 @@ export class Registry extends EventEmitter<RegistryEvents> {
       ...(label !== undefined && { label }),
       ...(device.binary.has(reading.metric) && { binary: true }),
     }
-    let series = device.history.get(reading.metric)
-    if (!series) device.history.set(reading.metric, (series = new Series(this.#opts.historySize)))
-    series.push(reading.ts, reading.value)
+    this.#history.append(device.state.id, reading.metric, reading.ts, reading.value)
+    return true
   }
 
   #seen(device: Device, envelope: Envelope): void {
     const state = device.state
+    // most recently seen last, so the first entry is the one to forget
+    this.#devices.delete(state.id)
+    this.#devices.set(state.id, device)
     const now = envelope.ts
     if (now - device.lastBurst >= BURST_MS) {
       if (device.lastBurst > 0) {
@@ -289,9 +354,13 @@ export class Registry extends EventEmitter<RegistryEvents> {
       state.clientId = clientId
       const will = this.#wills.get(clientId)
       if (will) state.will = will
-      let ids = this.#byClient.get(clientId)
-      if (!ids) this.#byClient.set(clientId, (ids = new Set()))
-      ids.add(state.id)
+      if (device.clientId !== clientId) {
+        if (device.clientId !== undefined) this.#byClient.get(device.clientId)?.delete(state.id)
+        device.clientId = clientId
+        let ids = this.#byClient.get(clientId)
+        if (!ids) this.#byClient.set(clientId, (ids = new Set()))
+        ids.add(state.id)
+      }
       // publishing proves the connection; a status topic that said offline is corrected by its own next message
       if (!device.announcesStatus) this.#setOnline(device, true)
     }
@@ -308,6 +377,10 @@ export class Registry extends EventEmitter<RegistryEvents> {
   #devicesOf(clientId: string): Device[] {
     const ids = this.#byClient.get(clientId)
     if (!ids) return []
+    if (ids.size === 0) {
+      this.#byClient.delete(clientId)
+      return []
+    }
     return [...ids].map((id) => this.#devices.get(id)).filter((d): d is Device => d !== undefined)
   }
 
@@ -322,29 +395,6 @@ export class Registry extends EventEmitter<RegistryEvents> {
       }
     }
     if (this.#changed.size > 0) this.#schedule()
-  }
-
-  #remember(envelope: Envelope): void {
-    const summary = this.#topics.get(envelope.topic)
-    const payload = envelope.payload.length > PAYLOAD_PREVIEW ? envelope.payload.slice(0, PAYLOAD_PREVIEW) : envelope.payload
-    if (summary) {
-      summary.count++
-      summary.payload = payload
-      summary.ts = envelope.ts
-      summary.retain = envelope.retain
-      if (envelope.encoding) summary.encoding = envelope.encoding
-      else delete summary.encoding
-      return
-    }
-    if (this.#topics.size >= this.#opts.maxTopics) return
-    this.#topics.set(envelope.topic, {
-      topic: envelope.topic,
-      payload,
-      ...(envelope.encoding && { encoding: envelope.encoding }),
-      count: 1,
-      ts: envelope.ts,
-      retain: envelope.retain,
-    })
   }
 
   #schedule(): void {

@@ -1,20 +1,55 @@
 import net from 'node:net'
+import { EventEmitter } from 'node:events'
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
-import { Aedes, type AedesPublishPacket, type Client } from 'aedes'
+import { createRequire } from 'node:module'
+import { Aedes, type AedesOptions, type AuthenticateError, type Client, type ConnectPacket } from 'aedes'
 import type { Logger } from 'pino'
+import type { OnLimit } from '../protocol/limits.ts'
+import { FlappingDetector } from './flapping.ts'
 import { PacketSizeGuard } from './packet-size.ts'
+import { BoundedPersistence, type AsyncPersistence, type PersistenceLimits } from './persistence.ts'
 
-export interface BrokerOptions {
-  /** Largest MQTT packet accepted, in bytes; bigger ones close the connection. @default 262144 */
-  maxPacketSize?: number
-  /** Where the broker reports client errors. @default a silent logger */
-  logger?: Logger
+export interface BrokerLimits extends PersistenceLimits {
+  /** Largest MQTT packet accepted, in bytes; bigger ones close the connection. */
+  maxPacketSize: number
+  /** Longest topic or filter, in UTF-8 bytes. */
+  maxTopicLength: number
+  /** MQTT connections at once, over TCP and WebSocket together. */
+  maxConnections: number
+  /** Longest keepalive, in seconds; 0 (none) and longer ones are capped to it. */
+  maxKeepalive: number
+  /** Subscriptions one client may hold. */
+  maxSubscriptions: number
+  /** Connects of one client id within `flapWindowMs` before it is refused for `flapBanMs`. */
+  flapMax: number
+  flapWindowMs: number
+  flapBanMs: number
 }
 
-export const brokerDefaults = {
+export const brokerDefaults: BrokerLimits = {
   maxPacketSize: 256 * 1024,
-} satisfies Required<Omit<BrokerOptions, 'logger'>>
+  maxTopicLength: 1024,
+  maxConnections: 5000,
+  maxKeepalive: 600,
+  maxSubscriptions: 1000,
+  maxRetained: 10_000,
+  maxRetainedBytes: 64 * 1024 * 1024,
+  maxQueued: 1000,
+  maxQueuedBytes: 8 * 1024 * 1024,
+  maxQueuedTotalBytes: 128 * 1024 * 1024,
+  maxSessions: 10_000,
+  flapMax: 15,
+  flapWindowMs: 60_000,
+  flapBanMs: 60_000,
+}
+
+export interface BrokerOptions extends Partial<BrokerLimits> {
+  /** Where the broker reports client errors. @default a silent logger */
+  logger?: Logger
+  /** Called each time input reaches a bound. */
+  onLimit?: OnLimit
+}
 
 /** Counters read by `/api/health` and `/metrics`. */
 export interface BrokerStats {
@@ -25,14 +60,24 @@ export interface BrokerStats {
   messagesOut: number
   /** Connections closed for sending a packet over `maxPacketSize`. */
   oversizePackets: number
-  /** Connections closed for a protocol error (garbage, malformed packets). */
+  /** Connections closed for a protocol error (garbage, malformed packets, a refused publish). */
   clientErrors: number
+  /** Publishes refused by the topic rules ($-topics, NUL, too long); each closes its connection. */
+  refusedPublishes: number
+  /** A client id was taken over by a new connection [MQTT-3.1.4-2]. */
+  takeovers: number
 }
 
-export interface Broker {
+export interface BrokerEvents {
+  /** A new connection took the id of a connected client, which was closed. */
+  takeover: [clientId: string]
+}
+
+export interface Broker extends EventEmitter<BrokerEvents> {
   readonly aedes: Aedes
   readonly stats: BrokerStats
-  readonly maxPacketSize: number
+  readonly limits: BrokerLimits
+  readonly persistence: BoundedPersistence
   /** MQTT over TCP; not yet listening. */
   readonly tcpServer: net.Server
   /** Serve one MQTT connection: a TCP socket or a WebSocket stream. */
@@ -40,18 +85,28 @@ export interface Broker {
   close(): Promise<void>
 }
 
-export async function createBroker(opts: BrokerOptions = {}): Promise<Broker> {
-  const maxPacketSize = opts.maxPacketSize ?? brokerDefaults.maxPacketSize
-  const log = opts.logger
-  let messagesOut = 0
+// aedes-persistence is CommonJS and exports its async in-memory class by path only
+const MemoryPersistence = createRequire(import.meta.url)('aedes-persistence/asyncPersistence.js') as new () => AsyncPersistence
 
-  const aedes = await Aedes.createBroker({
-    // Called once per delivery to an MQTT subscriber, which makes it the cheapest place to count them.
-    authorizeForward(_client: Client, packet: AedesPublishPacket) {
-      messagesOut++
-      return packet
-    },
+export async function createBroker(opts: BrokerOptions = {}): Promise<Broker> {
+  // only the limits, whatever else the caller's options carry
+  const limits = Object.fromEntries(
+    Object.entries(brokerDefaults).map(([name, value]) => [name, opts[name as keyof BrokerLimits] ?? value]),
+  ) as unknown as BrokerLimits
+  const log = opts.logger
+  const onLimit: OnLimit = opts.onLimit ?? (() => {})
+  const events = new EventEmitter<BrokerEvents>()
+  const flapping = new FlappingDetector({
+    maxConnects: limits.flapMax,
+    windowMs: limits.flapWindowMs,
+    banMs: limits.flapBanMs,
+    maxTracked: limits.maxSessions,
   })
+  const persistence = new BoundedPersistence(new MemoryPersistence(), limits, onLimit)
+  /** The CONNECT packet of each client being authenticated: aedes hands `authenticate` only the client. */
+  const connecting = new WeakMap<Client, ConnectPacket>()
+  let messagesOut = 0
+  let connections = 0
 
   const stats: BrokerStats = {
     get clients() {
@@ -63,7 +118,83 @@ export async function createBroker(opts: BrokerOptions = {}): Promise<Broker> {
     },
     oversizePackets: 0,
     clientErrors: 0,
+    refusedPublishes: 0,
+    takeovers: 0,
   }
+
+  /** Why a topic may not be published by a client, or null. */
+  function publishError(topic: string): string | null {
+    // [MQTT-4.7.2-1] `$` topics belong to the broker; aedes itself only guards $SYS
+    if (topic.startsWith('$')) return 'topics starting with $ are reserved for the broker'
+    // [MQTT-1.5.3-2] a UTF-8 string in MQTT must not contain U+0000
+    if (topic.includes('\u0000')) return 'topic contains NUL'
+    if (Buffer.byteLength(topic) > limits.maxTopicLength) {
+      onLimit('topic_length', { bytes: Buffer.byteLength(topic) })
+      return `topic is longer than ${limits.maxTopicLength} bytes (--max-topic-length)`
+    }
+    return null
+  }
+
+  const hooks: AedesOptions = {
+    persistence,
+    preConnect(client, packet, done) {
+      connecting.set(client, packet)
+      // [MQTT-3.1.2-24] the server disconnects after 1.5 × keepalive of silence; a client that asks
+      // for none, or for hours, would hold its connection forever. MQTT 3.1.1 cannot tell it so; capping
+      // the keepalive here makes aedes apply the cap, and a client that pings within it never notices.
+      if (!packet.keepalive || packet.keepalive > limits.maxKeepalive) {
+        onLimit('keepalive', { clientId: packet.clientId, keepalive: packet.keepalive })
+        packet.keepalive = limits.maxKeepalive
+      }
+      done(null, true)
+    },
+    authenticate(client, _username, _password, done) {
+      const packet = connecting.get(client)
+      connecting.delete(client)
+      // [MQTT-3.1.3-8] a zero-length client id needs clean session: the server cannot keep a session for nobody
+      if (packet && packet.clientId === '' && !packet.clean) return done(refusal(2, 'a zero-length client id needs clean session'), false)
+      const bannedMs = flapping.connect(client.id)
+      if (bannedMs > 0) {
+        onLimit('flapping', { clientId: client.id, refusedForMs: bannedMs })
+        return done(refusal(3, `client id ${client.id} connects too often; refused for ${Math.ceil(bannedMs / 1000)} s`), false)
+      }
+      if (clientsOf(aedes)[client.id]) {
+        // [MQTT-3.1.4-2] the new connection wins; aedes closes the old one after this
+        stats.takeovers++
+        log?.warn({ clientId: client.id }, 'mqtt client id taken over by a new connection; the old one is closed')
+        events.emit('takeover', client.id)
+      }
+      done(null, true)
+    },
+    authorizePublish(client, packet, done) {
+      const problem = publishError(packet.topic)
+      if (!problem) return done(null)
+      stats.refusedPublishes++
+      log?.debug({ clientId: client?.id, topic: packet.topic.slice(0, 256) }, `publish refused: ${problem}`)
+      // MQTT 3.1.1 has no way to refuse one PUBLISH: the connection is closed [MQTT-4.8.0-1]
+      done(new Error(problem))
+    },
+    authorizeSubscribe(client, sub, done) {
+      const bytes = Buffer.byteLength(sub.topic)
+      if (bytes > limits.maxTopicLength) {
+        onLimit('topic_length', { clientId: client.id, bytes })
+        return done(null, null) // [MQTT-3.9.3] return code 0x80 for this filter alone
+      }
+      if (sub.topic.includes('\u0000')) return done(null, null) // [MQTT-1.5.3-2]
+      const held = subscriptionsOf(client)
+      if (!(sub.topic in held) && Object.keys(held).length >= limits.maxSubscriptions) {
+        onLimit('subscriptions', { clientId: client.id })
+        return done(null, null)
+      }
+      done(null, sub)
+    },
+    // Called once per delivery to an MQTT subscriber, which makes it the cheapest place to count them.
+    authorizeForward(_client, packet) {
+      messagesOut++
+      return packet
+    },
+  }
+  const aedes = await Aedes.createBroker(hooks)
 
   aedes.on('publish', (_packet, client) => {
     if (client) stats.messagesIn++
@@ -76,17 +207,21 @@ export async function createBroker(opts: BrokerOptions = {}): Promise<Broker> {
   aedes.on('connectionError', onClientError)
 
   function handle(stream: Duplex, req?: IncomingMessage): void {
+    if (connections >= limits.maxConnections) {
+      onLimit('connections', { connections })
+      stream.destroy()
+      return
+    }
+    connections++
+    stream.once('close', () => connections--)
     const client = aedes.handle(stream, req)
-    const guard = new PacketSizeGuard(maxPacketSize)
+    const guard = new PacketSizeGuard(limits.maxPacketSize)
     // aedes pulls with read(); a 'data' listener then sees each chunk as it is read, before it is parsed.
     stream.on('data', (chunk: Buffer) => {
       const size = guard.push(chunk)
       if (size === null) return
       stats.oversizePackets++
-      log?.warn(
-        { clientId: client.id, size, maxPacketSize },
-        `mqtt client sent a ${size}-byte packet, over the ${maxPacketSize}-byte limit (--max-packet-size); connection closed`,
-      )
+      onLimit('packet_size', { clientId: client.id, size })
       stream.destroy()
     })
   }
@@ -103,5 +238,14 @@ export async function createBroker(opts: BrokerOptions = {}): Promise<Broker> {
     if (tcpServer.listening) await closed
   }
 
-  return { aedes, stats, maxPacketSize, tcpServer, handle, close }
+  return Object.assign(events, { aedes, stats, limits, persistence, tcpServer, handle, close })
+}
+
+// Fields aedes keeps at run time that its type declarations leave out.
+const clientsOf = (aedes: Aedes) => (aedes as unknown as { clients: Record<string, Client> }).clients
+const subscriptionsOf = (client: Client) => (client as unknown as { subscriptions: Record<string, unknown> }).subscriptions
+
+/** A CONNACK refusal: aedes sends `returnCode` [MQTT-3.2.2-5], then closes. */
+function refusal(returnCode: 2 | 3 | 4 | 5, message: string): AuthenticateError {
+  return Object.assign(new Error(message), { returnCode })
 }

@@ -64,3 +64,14 @@ export function serverUrl(flag: string | undefined): string {
   if (!/^https?:\/\/[^/]/.test(url)) throw new UsageError(`--url must be an http:// or https:// URL, got ${JSON.stringify(url)}`)
   return url.replace(/\/+$/, '')
 }
+
+const BYTE_UNITS: Readonly<Record<string, number>> = { '': 1, b: 1, k: 1024, kb: 1024, kib: 1024, m: 1024 ** 2, mb: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3, gib: 1024 ** 3 }
+
+/** A size as people type it: `262144`, `256KiB`, `64M`, `1G` (powers of 1024). Null for anything else. */
+export function parseBytes(text: string): number | null {
+  const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(text.trim())
+  const unit = match && BYTE_UNITS[match[2]!.toLowerCase()]
+  if (!match || unit === undefined || unit === null) return null
+  const bytes = Math.round(Number(match[1]) * unit)
+  return Number.isSafeInteger(bytes) ? bytes : null
+}

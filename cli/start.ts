@@ -3,12 +3,18 @@ import { pino, type Logger } from 'pino'
 import pretty from 'pino-pretty'
 import { z } from 'zod'
 import { createPulseboard, PortInUseError, pulseboardDefaults } from '../bridge/app.ts'
-import { brokerDefaults } from '../broker/broker.ts'
 import { bridgeDefaults } from '../bridge/bridge.ts'
 import { MQTT_WS_PATH } from '../bridge/http.ts'
 import { topicError } from '../protocol/index.ts'
-import { CliError, UsageError, parse, type Command } from './args.ts'
+import { parseDuration } from '../simulators/duration.ts'
+import { CliError, UsageError, parse, parseBytes, type Command } from './args.ts'
+import { LIMIT_FLAGS, envOf, formatLimit, type LimitValues } from './limits.ts'
 import pkg from '../package.json' with { type: 'json' }
+
+const limitLines = LIMIT_FLAGS.map((l) => {
+  const head = `      --${l.flag} <${l.unit === 'count' ? 'n' : l.unit === 'bytes' ? 'size' : 'time'}>`
+  return `${head.padEnd(33)}${l.help} (default ${formatLimit(l.unit, l.default)})`
+})
 
 const usage = `Usage: pulseboard start [options]
 
@@ -19,12 +25,18 @@ Options:
                            (env PORT, default ${pulseboardDefaults.port})
       --mqtt-port <n>      MQTT over TCP port (env MQTT_PORT, default ${pulseboardDefaults.mqttPort})
       --host <addr>        address to listen on (env HOST, default all interfaces)
+      --public-url <url>   how people reach this server when that is not an IP
+                           address or this machine's name (env PUBLIC_URL)
+      --allow-origin <url> another origin whose web pages may connect; repeat
+                           for more (env ALLOW_ORIGINS, comma-separated)
       --chat-topic <t>     MQTT topic for chat text from socket clients
                            (env CHAT_TOPIC, default "${bridgeDefaults.chatTopic}")
-      --max-packet-size <bytes>
-                           largest MQTT packet accepted (env MAX_PACKET_SIZE, default ${brokerDefaults.maxPacketSize})
       --log-level <level>  fatal, error, warn, info, debug or trace (env LOG_LEVEL, default info)
-  -h, --help               show this help`
+  -h, --help               show this help
+
+Limits (each also from its environment variable, e.g. MAX_CONNECTIONS; sizes
+take KiB, MiB, GiB; times take s, m, h; see docs/limits.md):
+${limitLines.join('\n')}`
 
 const port = (flag: string, env: string) =>
   z.coerce
@@ -33,11 +45,18 @@ const port = (flag: string, env: string) =>
     .min(0, `${flag} (or ${env}) must be a port number from 0 to 65535`)
     .max(65535, `${flag} (or ${env}) must be a port number from 0 to 65535`)
 
-/** The whole server configuration, checked once before anything starts. */
+const url = (flag: string, env: string) =>
+  z
+    .string()
+    .refine((v) => URL.canParse(v) && /^https?:$/.test(new URL(v).protocol), `${flag} (or ${env}) must be an http:// or https:// URL`)
+
+/** The whole server configuration but the limits, checked once before anything starts. */
 const ConfigSchema = z.object({
   port: port('--port', 'PORT').default(pulseboardDefaults.port),
   mqttPort: port('--mqtt-port', 'MQTT_PORT').default(pulseboardDefaults.mqttPort),
   host: z.string().min(1, '--host (or HOST) must not be empty').optional(),
+  publicUrl: url('--public-url', 'PUBLIC_URL').optional(),
+  allowOrigins: z.array(url('--allow-origin', 'ALLOW_ORIGINS')).default([]),
   chatTopic: z
     .string()
     .superRefine((topic, ctx) => {
@@ -45,18 +64,12 @@ const ConfigSchema = z.object({
       if (problem) ctx.addIssue({ code: 'custom', message: `--chat-topic (or CHAT_TOPIC): ${problem}` })
     })
     .default(bridgeDefaults.chatTopic),
-  maxPacketSize: z.coerce
-    .number()
-    .int('--max-packet-size (or MAX_PACKET_SIZE) must be a whole number of bytes')
-    .min(1024, '--max-packet-size (or MAX_PACKET_SIZE) must be at least 1024 bytes')
-    .max(268_435_455, '--max-packet-size (or MAX_PACKET_SIZE) must be at most 268435455, the MQTT limit')
-    .default(brokerDefaults.maxPacketSize),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
     error: '--log-level (or LOG_LEVEL) must be one of fatal, error, warn, info, debug, trace, silent',
   }).default('info'),
 })
 
-export type StartConfig = z.infer<typeof ConfigSchema>
+export type StartConfig = z.infer<typeof ConfigSchema> & LimitValues
 
 /** Flags win over environment variables, which win over defaults. */
 export function readConfig(argv: string[], env: NodeJS.ProcessEnv): StartConfig {
@@ -64,24 +77,58 @@ export function readConfig(argv: string[], env: NodeJS.ProcessEnv): StartConfig 
     port: { type: 'string', short: 'p' },
     'mqtt-port': { type: 'string' },
     host: { type: 'string' },
+    'public-url': { type: 'string' },
+    'allow-origin': { type: 'string', multiple: true },
     'chat-topic': { type: 'string' },
-    'max-packet-size': { type: 'string' },
     'log-level': { type: 'string' },
+    ...Object.fromEntries(LIMIT_FLAGS.map((l) => [l.flag, { type: 'string' as const }])),
   })
-  const raw: Record<string, string | undefined> = {
-    port: values.port ?? env.PORT,
-    mqttPort: values['mqtt-port'] ?? env.MQTT_PORT,
-    host: values.host ?? env.HOST,
-    chatTopic: values['chat-topic'] ?? env.CHAT_TOPIC,
-    maxPacketSize: values['max-packet-size'] ?? env.MAX_PACKET_SIZE,
-    logLevel: values['log-level'] ?? env.LOG_LEVEL,
+  const flags = values as Record<string, string | string[] | undefined>
+  const one = (name: string) => flags[name] as string | undefined
+  const raw = {
+    port: one('port') ?? env.PORT,
+    mqttPort: one('mqtt-port') ?? env.MQTT_PORT,
+    host: one('host') ?? env.HOST,
+    publicUrl: one('public-url') ?? env.PUBLIC_URL,
+    allowOrigins: (flags['allow-origin'] as string[] | undefined) ?? env.ALLOW_ORIGINS?.split(',').filter(Boolean),
+    chatTopic: one('chat-topic') ?? env.CHAT_TOPIC,
+    logLevel: one('log-level') ?? env.LOG_LEVEL,
   }
   const result = ConfigSchema.safeParse(raw)
   if (!result.success) {
     const issue = result.error.issues[0]!
-    throw new UsageError(`${issue.message}, got ${JSON.stringify(raw[String(issue.path[0])])}`)
+    const value = issue.path.reduce<unknown>((v, key) => (v as Record<PropertyKey, unknown>)?.[key], raw)
+    throw new UsageError(`${issue.message}, got ${JSON.stringify(value)}`)
   }
-  return result.data
+  const limits: LimitValues = { broker: {}, registry: {}, fanout: {}, app: {} }
+  for (const l of LIMIT_FLAGS) {
+    const text = one(l.flag) ?? env[envOf(l.flag)]
+    if (text !== undefined) (limits[l.part] as Record<string, number>)[l.key] = limitValue(l, text)
+  }
+  return { ...result.data, ...limits }
+}
+
+/** One limit's value from its flag or environment variable, or a UsageError that names both. */
+function limitValue(l: (typeof LIMIT_FLAGS)[number], text: string): number {
+  const name = `--${l.flag} (or ${envOf(l.flag)})`
+  const value =
+    l.unit === 'bytes'
+      ? parseBytes(text)
+      : l.unit === 'duration'
+        ? parseDuration(text)
+        : l.unit === 'seconds'
+          ? /^\d+$/.test(text.trim())
+            ? Number(text)
+            : ((ms) => (ms === null ? null : ms / 1000))(parseDuration(text))
+          : /^\d+$/.test(text.trim())
+            ? Number(text)
+            : null
+  const shown = l.unit === 'count' ? 'a whole number' : l.unit === 'bytes' ? 'a size such as 512KiB or 64MiB' : 'a time such as 30s or 10m'
+  if (value === null || !Number.isInteger(value)) throw new UsageError(`${name} must be ${shown}, got ${JSON.stringify(text)}`)
+  if (value < l.min || value > l.max) {
+    throw new UsageError(`${name} must be from ${formatLimit(l.unit, l.min)} to ${formatLimit(l.unit, l.max)}, got ${JSON.stringify(text)}`)
+  }
+  return value
 }
 
 function createLogger(level: string): Logger {
@@ -128,7 +175,11 @@ export const start: Command = {
   async run(argv) {
     const config = readConfig(argv, process.env)
     const logger = createLogger(config.logLevel)
-    const app = await createPulseboard({ ...config, logger })
+    const { broker, registry, fanout, app: appLimits, ...rest } = config
+    const app = await createPulseboard({ ...rest, ...broker, ...appLimits, registry, fanout, logger })
+    // Whatever still escapes is logged with its stack and counted; one bad input must not end the server for everyone.
+    process.on('uncaughtException', (err, origin) => app.uncaught(err, origin))
+    process.on('unhandledRejection', (err) => app.uncaught(err, 'unhandledRejection'))
     let ports
     try {
       ports = await app.listen()

@@ -31,8 +31,13 @@ export interface DeviceState {
   clientId?: string
   /** Topics it published on, most recent first (bounded). */
   topics: string[]
-  /** The last will of its MQTT connection, if it set one. */
+  /** The last will of its MQTT connection, if it set one; the payload cut to 256 characters. */
   will?: { topic: string; payload: string }
+  /**
+   * Times a new connection took its client id from a connected one [MQTT-3.1.4-2]. Two devices
+   * sharing one id take it from each other on every connect; this shows it.
+   */
+  takeovers?: number
 }
 
 /** `GET /api/devices/:id/history`: stored points per metric, oldest first. */

@@ -1,3 +1,5 @@
+import type { LimitName } from './limits.ts'
+
 /** `GET /api/health`. */
 export interface HealthReport {
   status: 'ok'
@@ -8,4 +10,8 @@ export interface HealthReport {
   sockets: { chat: number; live: number }
   /** Bridge and fan-out counters, by name (see docs/protocol.md). */
   bridge: Record<string, number>
+  /** How full the bounded tables are: retained messages and bytes, queued bytes, sessions, devices, topics, history points. */
+  usage: Record<string, number>
+  /** Times input reached each bound since start (docs/limits.md). */
+  limits: Record<LimitName, number>
 }

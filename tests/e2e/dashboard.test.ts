@@ -23,6 +23,8 @@ let context: BrowserContext | null = null
 /** Uncaught errors and dialogs (alert, confirm) of the page under test: both must stay empty. */
 let pageErrors: string[] = []
 let dialogs: string[] = []
+/** What the Content-Security-Policy blocked: the dashboard must pass its own policy. */
+let cspViolations: string[] = []
 
 beforeAll(async () => {
   // `npm test` builds first; a lone `vitest run tests/e2e` builds here once.
@@ -41,6 +43,7 @@ beforeEach(async () => {
   stack = await startStack({ dashboardDir })
   pageErrors = []
   dialogs = []
+  cspViolations = []
 })
 
 afterEach(async () => {
@@ -51,6 +54,7 @@ afterEach(async () => {
   fleet = null
   await stack.close()
   expect(pageErrors, 'uncaught errors in the page').toEqual([])
+  expect(cspViolations, 'what the Content-Security-Policy blocked').toEqual([])
 })
 
 interface View {
@@ -66,6 +70,13 @@ async function open(hash = '#/', view: View = {}): Promise<Page> {
     viewport: { width: view.width ?? 1280, height: view.height ?? 800 },
     colorScheme: view.colorScheme ?? 'light',
     locale: 'en-US',
+  })
+  await context.exposeFunction('reportCspViolation', (what: string) => cspViolations.push(what))
+  await context.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation', (e) => {
+      const report = (window as unknown as { reportCspViolation: (what: string) => void }).reportCspViolation
+      report(`${e.violatedDirective} blocked ${e.blockedURI || 'inline'} at ${e.sourceFile}:${e.lineNumber}`)
+    })
   })
   const page = await context.newPage()
   page.on('pageerror', (err) => pageErrors.push(err.message))

@@ -1,5 +1,6 @@
 import { SvelteMap } from 'svelte/reactivity'
 import { onNextFrame } from './frame.ts'
+import { fetchAll } from './pages.ts'
 import type { DeviceState } from './protocol.ts'
 
 /**
@@ -57,12 +58,11 @@ function flush(): void {
 /** The first paint need not wait for the socket: the HTTP list is usually quicker. */
 export async function loadDevices(): Promise<void> {
   try {
-    const res = await fetch('/api/devices', { headers: { accept: 'application/json' } })
-    const body: unknown = res.ok ? await res.json() : null
+    const list = await fetchAll<DeviceState>('/api/devices')
     if (snapshotSeen) return // the socket's snapshot is as fresh or fresher
     // not a list: a server without the device registry; the page shows "no devices yet"
-    if (!Array.isArray(body)) registry.loaded = true
-    else apply(body as DeviceState[])
+    if (!list) registry.loaded = true
+    else apply(list)
   } catch {
     // offline: the socket's snapshot fills the list once it connects
   }

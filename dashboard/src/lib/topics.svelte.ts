@@ -1,4 +1,5 @@
 import { onNextFrame } from './frame.ts'
+import { fetchAll } from './pages.ts'
 import type { Envelope, TopicSummary } from './protocol.ts'
 import type { Point } from './series.svelte.ts'
 
@@ -75,11 +76,9 @@ class TopicTree {
   async seed(): Promise<void> {
     if (this.#seeded) return
     try {
-      const res = await fetch('/api/topics', { headers: { accept: 'application/json' } })
-      if (!res.ok) return
-      const list: unknown = await res.json()
-      if (!Array.isArray(list)) return
-      for (const summary of list as TopicSummary[]) this.#seedOne(summary)
+      const list = await fetchAll<TopicSummary>('/api/topics')
+      if (!list) return
+      for (const summary of list) this.#seedOne(summary)
       this.#seeded = true
       this.version++
     } catch {

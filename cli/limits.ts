@@ -1,0 +1,82 @@
+import { brokerDefaults, type BrokerLimits } from '../broker/broker.ts'
+import { fanoutDefaults, type FanoutOptions } from '../bridge/fanout.ts'
+import { registryDefaults, type RegistryOptions } from '../bridge/registry.ts'
+import { pulseboardDefaults } from '../bridge/app.ts'
+
+/** How a limit's value is written on the command line. */
+export type LimitUnit = 'count' | 'bytes' | 'seconds' | 'duration'
+
+interface Flag<Part extends string, Key extends string> {
+  /** The flag without its dashes; its environment variable is the same in capitals with underscores. */
+  flag: string
+  part: Part
+  key: Key
+  unit: LimitUnit
+  min: number
+  max: number
+  default: number
+  help: string
+}
+
+type LimitFlag =
+  | Flag<'broker', keyof BrokerLimits>
+  | Flag<'registry', keyof typeof registryDefaults>
+  | Flag<'fanout', 'maxPendingBytes' | 'maxLagMs'>
+  | Flag<'app', 'maxSockets'>
+
+const MAX_INT = 2 ** 31 - 1
+const GiB = 1024 ** 3
+
+/**
+ * Every bound a user can set from the command line, in the order docs/limits.md
+ * lists them. `pulseboard start --help` and the config reader are built from it.
+ */
+export const LIMIT_FLAGS: readonly LimitFlag[] = [
+  { flag: 'max-packet-size', part: 'broker', key: 'maxPacketSize', unit: 'bytes', min: 1024, max: 268_435_455, default: brokerDefaults.maxPacketSize, help: 'largest MQTT packet' },
+  { flag: 'max-topic-length', part: 'broker', key: 'maxTopicLength', unit: 'bytes', min: 16, max: 65535, default: brokerDefaults.maxTopicLength, help: 'longest topic or filter' },
+  { flag: 'max-connections', part: 'broker', key: 'maxConnections', unit: 'count', min: 1, max: 1_000_000, default: brokerDefaults.maxConnections, help: 'MQTT connections at once (TCP and WebSocket)' },
+  { flag: 'max-keepalive', part: 'broker', key: 'maxKeepalive', unit: 'seconds', min: 1, max: 65535, default: brokerDefaults.maxKeepalive, help: 'longest keepalive; 0 and longer ones are capped to it' },
+  { flag: 'max-subscriptions', part: 'broker', key: 'maxSubscriptions', unit: 'count', min: 1, max: 1_000_000, default: brokerDefaults.maxSubscriptions, help: 'subscriptions per MQTT client' },
+  { flag: 'max-retained', part: 'broker', key: 'maxRetained', unit: 'count', min: 0, max: 10_000_000, default: brokerDefaults.maxRetained, help: 'retained messages kept' },
+  { flag: 'max-retained-bytes', part: 'broker', key: 'maxRetainedBytes', unit: 'bytes', min: 0, max: 64 * GiB, default: brokerDefaults.maxRetainedBytes, help: 'bytes of retained messages kept' },
+  { flag: 'max-queued', part: 'broker', key: 'maxQueued', unit: 'count', min: 0, max: 1_000_000, default: brokerDefaults.maxQueued, help: 'QoS 1/2 messages queued per offline session' },
+  { flag: 'max-queued-bytes', part: 'broker', key: 'maxQueuedBytes', unit: 'bytes', min: 0, max: 64 * GiB, default: brokerDefaults.maxQueuedBytes, help: 'bytes queued per offline session' },
+  { flag: 'max-queued-total-bytes', part: 'broker', key: 'maxQueuedTotalBytes', unit: 'bytes', min: 0, max: 64 * GiB, default: brokerDefaults.maxQueuedTotalBytes, help: 'bytes queued for all sessions' },
+  { flag: 'max-sessions', part: 'broker', key: 'maxSessions', unit: 'count', min: 1, max: 10_000_000, default: brokerDefaults.maxSessions, help: 'persistent sessions remembered' },
+  { flag: 'flap-max', part: 'broker', key: 'flapMax', unit: 'count', min: 1, max: 1_000_000, default: brokerDefaults.flapMax, help: 'connects of one client id per --flap-window' },
+  { flag: 'flap-window', part: 'broker', key: 'flapWindowMs', unit: 'duration', min: 1000, max: MAX_INT, default: brokerDefaults.flapWindowMs, help: 'window for --flap-max' },
+  { flag: 'flap-ban', part: 'broker', key: 'flapBanMs', unit: 'duration', min: 1000, max: MAX_INT, default: brokerDefaults.flapBanMs, help: 'how long a flapping client id is refused' },
+  { flag: 'max-sockets', part: 'app', key: 'maxSockets', unit: 'count', min: 1, max: 1_000_000, default: pulseboardDefaults.maxSockets, help: 'socket.io connections at once' },
+  { flag: 'max-socket-backlog', part: 'fanout', key: 'maxPendingBytes', unit: 'bytes', min: 1024, max: GiB, default: fanoutDefaults.maxPendingBytes, help: 'bytes waiting for one socket client before it is skipped' },
+  { flag: 'max-socket-lag', part: 'fanout', key: 'maxLagMs', unit: 'duration', min: 1000, max: MAX_INT, default: fanoutDefaults.maxLagMs, help: 'a socket client behind for longer is disconnected' },
+  { flag: 'max-devices', part: 'registry', key: 'maxDevices', unit: 'count', min: 1, max: 10_000_000, default: registryDefaults.maxDevices, help: 'devices remembered' },
+  { flag: 'max-metrics-per-device', part: 'registry', key: 'maxMetricsPerDevice', unit: 'count', min: 1, max: 100_000, default: registryDefaults.maxMetricsPerDevice, help: 'metrics per device' },
+  { flag: 'max-topics', part: 'registry', key: 'maxTopics', unit: 'count', min: 0, max: 10_000_000, default: registryDefaults.maxTopics, help: 'topics in the topic index' },
+  { flag: 'max-topic-index-bytes', part: 'registry', key: 'maxTopicIndexBytes', unit: 'bytes', min: 0, max: 64 * GiB, default: registryDefaults.maxTopicIndexBytes, help: 'characters of topics and payload previews in the index' },
+  { flag: 'history-size', part: 'registry', key: 'historySize', unit: 'count', min: 1, max: 10_000_000, default: registryDefaults.historySize, help: 'points kept in memory per metric' },
+  { flag: 'max-history-points', part: 'registry', key: 'maxHistoryPoints', unit: 'count', min: 1, max: 1_000_000_000, default: registryDefaults.maxHistoryPoints, help: 'points kept in memory for all metrics' },
+]
+
+/** `MAX_CONNECTIONS` for `max-connections`. */
+export const envOf = (flag: string) => flag.toUpperCase().replaceAll('-', '_')
+
+/** The options of each part, as `createPulseboard` takes them. */
+export interface LimitValues {
+  broker: Partial<BrokerLimits>
+  registry: Partial<RegistryOptions>
+  fanout: Partial<FanoutOptions>
+  app: { maxSockets?: number }
+}
+
+/** A default as people write it: 256KiB, 10m, 600s. */
+export function formatLimit(unit: LimitUnit, value: number): string {
+  if (unit === 'bytes') {
+    for (const [suffix, size] of [['GiB', GiB], ['MiB', 1024 ** 2], ['KiB', 1024]] as const) {
+      if (value >= size && value % size === 0) return `${value / size}${suffix}`
+    }
+    return String(value)
+  }
+  if (unit === 'duration') return value % 60_000 === 0 ? `${value / 60_000}m` : `${value / 1000}s`
+  if (unit === 'seconds') return `${value}s`
+  return value.toLocaleString('en-US').replaceAll(',', '')
+}

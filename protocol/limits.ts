@@ -1,0 +1,29 @@
+/**
+ * Every bound that input can reach, by the name `/metrics` (`pulseboard_limit_hits_total{limit}`)
+ * and `/api/health` (`limits`) count it under. docs/limits.md gives each one's default, flag, and
+ * what a client gets when it hits it.
+ */
+export const LIMITS = {
+  packet_size: 'an MQTT packet over --max-packet-size closed its connection',
+  topic_length: 'a topic or filter over --max-topic-length was refused',
+  connections: 'an MQTT connection over --max-connections was closed at once',
+  keepalive: 'a keepalive of 0 or over --max-keepalive was capped to it',
+  subscriptions: 'a subscription over --max-subscriptions for one client was refused (0x80)',
+  retained: 'a retained message over --max-retained or --max-retained-bytes was delivered but not kept',
+  session_queue: "a QoS 1/2 message over one offline session's --max-queued or --max-queued-bytes was dropped",
+  queued_bytes: 'a QoS 1/2 message over --max-queued-total-bytes for all sessions was dropped',
+  sessions: 'the least recently seen offline session was forgotten to stay within --max-sessions',
+  flapping: 'a client id that connected more than --flap-max times in --flap-window was refused for a while',
+  sockets: 'a socket.io connection over --max-sockets was refused',
+  socket_backlog: 'a socket client with more than --max-socket-backlog bytes or 128 packets waiting was skipped',
+  socket_lag: 'a socket client that lagged for more than --max-socket-lag was disconnected',
+  devices: 'the least recently seen device was forgotten to stay within --max-devices',
+  device_metrics: 'a metric over --max-metrics-per-device for one device was ignored',
+  topics: 'a topic over --max-topics or --max-topic-index-bytes was left out of the topic index',
+  history_points: 'the least recently updated series was dropped from memory to stay within --max-history-points',
+} as const
+
+export type LimitName = keyof typeof LIMITS
+
+/** How a component reports that input reached one of its bounds; the server counts and logs it. */
+export type OnLimit = (limit: LimitName, detail?: Record<string, unknown>) => void
