@@ -19,7 +19,7 @@ export interface PulseboardOptions extends BrokerOptions, BridgeOptions, OriginC
   host?: string
   /** Built dashboard. @default dashboard/dist of this package */
   dashboardDir?: string
-  /** socket.io connections at once, on / and /live together. @default 1000 */
+  /** socket.io connections at once, on / and /live together. @default 500 */
   maxSockets?: number
   logger?: Logger
 }
@@ -27,7 +27,7 @@ export interface PulseboardOptions extends BrokerOptions, BridgeOptions, OriginC
 export const pulseboardDefaults = {
   mqttPort: 1883,
   port: 5000,
-  maxSockets: 1000,
+  maxSockets: 500,
   dashboardDir: fileURLToPath(new URL('../dashboard/dist', import.meta.url)),
 }
 

@@ -31,7 +31,7 @@ export interface FanoutOptions {
    * @default 128
    */
   maxPendingPackets?: number
-  /** Bytes a socket client may have waiting before it is skipped, as with `maxPendingPackets`. @default 1048576 */
+  /** Bytes a socket client may have waiting before it is skipped, as with `maxPendingPackets`. @default 524288 */
   maxPendingBytes?: number
   /**
    * A client whose oldest waiting packet is older than this is disconnected,
@@ -49,7 +49,7 @@ export interface FanoutOptions {
 
 export const fanoutDefaults = {
   maxPendingPackets: 128,
-  maxPendingBytes: 1024 * 1024,
+  maxPendingBytes: 512 * 1024,
   maxLagMs: 30_000,
   maxBatch: 256,
   minIntervalMs: 1,
@@ -67,6 +67,8 @@ export interface FanoutStats {
   broadcasts: number
 }
 
+/** How often lagging clients are looked for; lag is measured in these ticks. */
+const LAG_TICK_MS = 1000
 /** Room of the clients that are too far behind to be sent more. */
 const LAGGING = 'lagging'
 /** Room of the `/live` clients that follow device updates. */
@@ -92,8 +94,10 @@ export class Fanout {
   readonly #groups = new Map<string, { filters: string[]; members: number }>()
   /** Clients skipped for now, and their namespace. */
   readonly #lagging = new Map<AnySocket, 'chat' | 'live'>()
-  /** When the oldest packet still waiting for each client was created (absent when none waits). */
-  readonly #waitingSince = new Map<AnySocket, number>()
+  /** Each watched client's backlog, with the lag tick at which its oldest waiting packet was created. */
+  readonly #backlogs = new Map<AnySocket, { pending: number; bytes: number; since: number }>()
+  /** Seconds (ticks of the lag timer) since start: a clock that costs nothing to read per packet. */
+  #tick = 0
   readonly #lagTimer: NodeJS.Timeout
   #queue: Envelope[] = []
   #cancel: (() => void) | null = null
@@ -107,7 +111,7 @@ export class Fanout {
     this.#opts = { ...fanoutDefaults, ...rest }
     this.#onLimit = onLimit ?? (() => {})
     this.#intervalMs = this.#opts.minIntervalMs
-    this.#lagTimer = setInterval(() => this.#disconnectLagging(), Math.min(1000, this.#opts.maxLagMs))
+    this.#lagTimer = setInterval(() => this.#disconnectLagging(), LAG_TICK_MS)
     this.#lagTimer.unref()
   }
 
@@ -225,23 +229,22 @@ export class Fanout {
    */
   #watchBacklog(socket: AnySocket, namespace: 'chat' | 'live'): void {
     const conn = socket.conn
-    let pending = 0
-    let bytes = 0
+    // one object per client, updated in place: this runs for every packet to every client
+    const backlog = { pending: 0, bytes: 0, since: 0 }
+    this.#backlogs.set(socket, backlog)
     const onCreate = (packet: { data?: unknown }) => {
-      if (pending === 0) this.#waitingSince.set(socket, performance.now())
-      pending++
-      bytes += sizeOf(packet.data)
-      if ((pending <= this.#opts.maxPendingPackets && bytes <= this.#opts.maxPendingBytes) || this.#lagging.has(socket)) return
+      if (backlog.pending++ === 0) backlog.since = this.#tick
+      backlog.bytes += sizeOf(packet.data)
+      if ((backlog.pending <= this.#opts.maxPendingPackets && backlog.bytes <= this.#opts.maxPendingBytes) || this.#lagging.has(socket)) return
       this.#lagging.set(socket, namespace)
       this.stats.slowClients++
-      this.#onLimit('socket_backlog', { socketId: socket.id, packets: pending, bytes })
+      this.#onLimit('socket_backlog', { socketId: socket.id, packets: backlog.pending, bytes: backlog.bytes })
       void socket.join(LAGGING)
     }
     const onFlush = () => {
-      pending = 0
-      bytes = 0
-      this.#waitingSince.delete(socket)
-      if (this.#lagging.delete(socket)) void socket.leave(LAGGING)
+      backlog.pending = 0
+      backlog.bytes = 0
+      if (this.#lagging.size > 0 && this.#lagging.delete(socket)) void socket.leave(LAGGING)
     }
     conn.on('packetCreate', onCreate)
     conn.on('flush', onFlush)
@@ -249,18 +252,19 @@ export class Fanout {
       conn.off('packetCreate', onCreate)
       conn.off('flush', onFlush)
       this.#lagging.delete(socket)
-      this.#waitingSince.delete(socket)
+      this.#backlogs.delete(socket)
     })
   }
 
   /** Heartbeats prove a client is there, not that it reads: one that stays behind too long is cut off. */
   #disconnectLagging(): void {
-    const now = performance.now()
-    for (const [socket, since] of this.#waitingSince) {
-      if (now - since <= this.#opts.maxLagMs) continue
-      this.#waitingSince.delete(socket)
+    this.#tick++
+    const maxTicks = Math.ceil(this.#opts.maxLagMs / LAG_TICK_MS)
+    for (const [socket, backlog] of this.#backlogs) {
+      if (backlog.pending === 0 || this.#tick - backlog.since <= maxTicks) continue
+      this.#backlogs.delete(socket)
       this.stats.laggedOut++
-      this.#onLimit('socket_lag', { socketId: socket.id, lagMs: Math.round(now - since) })
+      this.#onLimit('socket_lag', { socketId: socket.id, lagMs: (this.#tick - backlog.since) * LAG_TICK_MS })
       // discard: what waits for a client that does not read will never be written
       socket.conn.close(true)
     }

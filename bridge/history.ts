@@ -61,7 +61,7 @@ export class Series {
 export interface MemoryHistoryOptions {
   /** Points kept per metric. */
   pointsPerSeries: number
-  /** Points kept in memory for all metrics together; the least recently updated series go first. */
+  /** Points kept in memory for all metrics together; the least recently updated devices' go first. */
   maxPoints: number
   onLimit?: OnLimit
 }
@@ -69,8 +69,10 @@ export interface MemoryHistoryOptions {
 /** Recent points of every device's metrics, in memory, bounded per metric and in total. */
 export class MemoryHistory {
   readonly #opts: MemoryHistoryOptions
-  /** Series by device, then metric; devices and their series in least-recently-updated order. */
+  /** Series by device, then metric; devices in least-recently-updated order. */
   readonly #devices = new Map<string, Map<string, Series>>()
+  /** The device appended to last: most readings come in runs of one device's metrics. */
+  #last: string | null = null
   #points = 0
 
   constructor(opts: MemoryHistoryOptions) {
@@ -85,13 +87,15 @@ export class MemoryHistory {
 
   append(device: string, metric: string, ts: number, value: number): void {
     let metrics = this.#devices.get(device)
-    if (metrics) this.#devices.delete(device)
-    else metrics = new Map()
-    this.#devices.set(device, metrics)
+    if (!metrics) this.#devices.set(device, (metrics = new Map()))
+    else if (this.#last !== device) {
+      // most recently updated last, so the first entry is the one to drop
+      this.#devices.delete(device)
+      this.#devices.set(device, metrics)
+    }
+    this.#last = device
     let series = metrics.get(metric)
-    if (series) metrics.delete(metric)
-    else series = new Series(this.#opts.pointsPerSeries)
-    metrics.set(metric, series)
+    if (!series) metrics.set(metric, (series = new Series(this.#opts.pointsPerSeries)))
     if (series.push(ts, value)) this.#points++
     while (this.#points > this.#opts.maxPoints) this.#dropOldest()
   }
@@ -109,17 +113,30 @@ export class MemoryHistory {
   }
 
   /** Forgets a device's points (the registry forgot the device). */
-  forget(device: string): void {
-    for (const series of this.#devices.get(device)?.values() ?? []) this.#points -= series.length
+  forget(device: string): number {
+    let points = 0
+    for (const series of this.#devices.get(device)?.values() ?? []) points += series.length
+    this.#points -= points
     this.#devices.delete(device)
+    if (this.#last === device) this.#last = null
+    return points
   }
 
   #dropOldest(): void {
-    const [device, metrics] = this.#devices.entries().next().value!
-    const [metric, series] = metrics.entries().next().value!
+    const device = this.#devices.keys().next().value!
+    // the device being appended to is the most recent: it is the oldest only when it is alone
+    if (device === this.#last && this.#devices.size === 1) return this.#dropLongestSeries(device)
+    const points = this.forget(device)
+    this.#opts.onLimit?.('history_points', { device, points })
+  }
+
+  /** One device holds every point: its longest series is dropped. */
+  #dropLongestSeries(device: string): void {
+    const metrics = this.#devices.get(device)!
+    const [metric] = [...metrics].reduce((a, b) => (b[1].length > a[1].length ? b : a))
+    const points = metrics.get(metric)!.length
     metrics.delete(metric)
-    if (metrics.size === 0) this.#devices.delete(device)
-    this.#points -= series.length
-    this.#opts.onLimit?.('history_points', { device, metric, points: series.length })
+    this.#points -= points
+    this.#opts.onLimit?.('history_points', { device, metric, points })
   }
 }

@@ -23,9 +23,9 @@ export interface RegistryOptions {
   updateIntervalMs?: number
   /** How often a device whose only change is new values is sent again; `readings` carry each value sooner. @default 1000 */
   valueUpdateIntervalMs?: number
-  /** Devices remembered; the least recently seen are forgotten first. @default 10000 */
+  /** Devices remembered; the least recently seen are forgotten first. @default 5000 */
   maxDevices?: number
-  /** Metrics one device may have; readings of more are ignored. @default 128 */
+  /** Metrics one device may have; readings of more are ignored. @default 64 */
   maxMetricsPerDevice?: number
   /** Topics remembered for the topic tree. @default 10000 */
   maxTopics?: number
@@ -40,8 +40,8 @@ export const registryDefaults = {
   maxHistoryPoints: 2_000_000,
   updateIntervalMs: 100,
   valueUpdateIntervalMs: 1000,
-  maxDevices: 10_000,
-  maxMetricsPerDevice: 128,
+  maxDevices: 5000,
+  maxMetricsPerDevice: 64,
   maxTopics: 10_000,
   maxTopicIndexBytes: 16 * 1024 * 1024,
 } satisfies Required<Omit<RegistryOptions, 'onLimit'>>
@@ -50,7 +50,7 @@ export const registryDefaults = {
 const STALE_AFTER_INTERVALS = 3
 /** Messages closer together than this are one burst (a device publishing each sensor on its own topic). */
 const BURST_MS = 250
-const TOPICS_PER_DEVICE = 32
+const TOPICS_PER_DEVICE = 16
 const TASMOTA_OUTPUT = /^POWER\d*$/
 const ACTUATOR = /^(relay|switch|power|light|led|lamp|plug|outlet|socket|fan|pump|valve|heater|output)[-_]?\d*$/i
 /** Characters of a will's payload shown with its device. */
@@ -93,6 +93,8 @@ export class Registry extends EventEmitter<RegistryEvents> {
   readonly #parser = createReadingsParser()
   /** Least recently seen first: a Map keeps insertion order, and each message re-inserts its device. */
   readonly #devices = new Map<string, Device>()
+  /** The device seen last, already at the end of `#devices`. */
+  #lastSeen: Device | null = null
   readonly #topicIndex: TopicIndex
   readonly #history: MemoryHistory
   /** Device ids by the MQTT client that published for them; a device is under one client at a time. */
@@ -124,8 +126,8 @@ export class Registry extends EventEmitter<RegistryEvents> {
   }
 
   /** Sizes of the bounded tables, for `/api/health`. */
-  get usage(): { devices: number; topics: number; historyPoints: number } {
-    return { devices: this.#devices.size, topics: this.#topicIndex.size, historyPoints: this.#history.points }
+  get usage(): { devices: number; topics: number; historyPoints: number; wills: number } {
+    return { devices: this.#devices.size, topics: this.#topicIndex.size, historyPoints: this.#history.points, wills: this.#wills.size }
   }
 
   /** Learns from one message on the broker. */
@@ -260,6 +262,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
   #forgetLeastRecent(): void {
     const [id, device] = this.#devices.entries().next().value!
     this.#devices.delete(id)
+    if (this.#lastSeen === device) this.#lastSeen = null
     this.#history.forget(id)
     this.#changed.delete(device)
     this.#valuesChanged.delete(device)
@@ -330,8 +333,11 @@ export class Registry extends EventEmitter<RegistryEvents> {
   #seen(device: Device, envelope: Envelope): void {
     const state = device.state
     // most recently seen last, so the first entry is the one to forget
-    this.#devices.delete(state.id)
-    this.#devices.set(state.id, device)
+    if (this.#lastSeen !== device) {
+      this.#devices.delete(state.id)
+      this.#devices.set(state.id, device)
+      this.#lastSeen = device
+    }
     const now = envelope.ts
     if (now - device.lastBurst >= BURST_MS) {
       if (device.lastBurst > 0) {

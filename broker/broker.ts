@@ -30,7 +30,7 @@ export interface BrokerLimits extends PersistenceLimits {
 export const brokerDefaults: BrokerLimits = {
   maxPacketSize: 256 * 1024,
   maxTopicLength: 1024,
-  maxConnections: 5000,
+  maxConnections: 2000,
   maxKeepalive: 600,
   maxSubscriptions: 1000,
   maxRetained: 10_000,
@@ -38,7 +38,7 @@ export const brokerDefaults: BrokerLimits = {
   maxQueued: 1000,
   maxQueuedBytes: 8 * 1024 * 1024,
   maxQueuedTotalBytes: 128 * 1024 * 1024,
-  maxSessions: 10_000,
+  maxSessions: 1000,
   flapMax: 15,
   flapWindowMs: 60_000,
   flapBanMs: 60_000,

@@ -70,13 +70,54 @@ export interface LimitValues {
 
 /** A default as people write it: 256KiB, 10m, 600s. */
 export function formatLimit(unit: LimitUnit, value: number): string {
-  if (unit === 'bytes') {
+  if (unit === 'bytes' && value >= 64 * 1024) {
     for (const [suffix, size] of [['GiB', GiB], ['MiB', 1024 ** 2], ['KiB', 1024]] as const) {
       if (value >= size && value % size === 0) return `${value / size}${suffix}`
     }
-    return String(value)
   }
   if (unit === 'duration') return value % 60_000 === 0 ? `${value / 60_000}m` : `${value / 1000}s`
   if (unit === 'seconds') return `${value}s`
-  return value.toLocaleString('en-US').replaceAll(',', '')
+  return String(value)
+}
+
+/**
+ * What each kind of state can cost at most, in bytes. Measured on Node 20 here
+ * (docs/limits.md says how) and rounded up: the worst case is a sum of bounds
+ * times these, not a guess at typical use.
+ */
+export const ITEM_COST = {
+  /** An MQTT connection's socket, aedes client and parser, before any packet. */
+  connection: 20 * 1024,
+  /** A socket.io connection's engine.io and socket.io state. */
+  socket: 24 * 1024,
+  /** A device's state and maps, without its topics and metrics. */
+  device: 4 * 1024,
+  /** One metric: its name three times over, its latest value, and its history series' empty ring. */
+  metric: 1024,
+  /** One history point: two float64s, twice over because a ring grows by doubling. */
+  historyPoint: 32,
+  /** One topic index entry beyond its characters. */
+  topic: 200,
+} as const
+
+/** Each bounded structure's worst case, and their sum, for a set of limits (defaults for what is not given). */
+export function memoryBudget(values: LimitValues): { parts: { what: string; bytes: number }[]; total: number } {
+  const v = (flag: string) => {
+    const l = LIMIT_FLAGS.find((f) => f.flag === flag)!
+    return (values[l.part] as Record<string, number | undefined>)[l.key] ?? l.default
+  }
+  const topicLength = v('max-topic-length')
+  // socket.io may buffer one incoming message of this size per connection (see bridge/http.ts)
+  const socketMessage = Math.ceil(v('max-packet-size') * 1.4) + 4096
+  const parts = [
+    { what: 'MQTT connections, each reading one packet of --max-packet-size', bytes: v('max-connections') * (ITEM_COST.connection + v('max-packet-size')) },
+    { what: 'socket.io connections, each with its backlog twice over and one message', bytes: v('max-sockets') * (ITEM_COST.socket + 2 * v('max-socket-backlog') + socketMessage) },
+    { what: 'retained messages', bytes: v('max-retained-bytes') },
+    { what: 'offline session queues', bytes: v('max-queued-total-bytes') },
+    // a device remembers its 16 latest topics; a character may take two bytes
+    { what: 'devices and their metrics', bytes: v('max-devices') * (ITEM_COST.device + 16 * 2 * topicLength + v('max-metrics-per-device') * ITEM_COST.metric) },
+    { what: 'topic index', bytes: v('max-topics') * ITEM_COST.topic + 2 * v('max-topic-index-bytes') },
+    { what: 'history points in memory', bytes: v('max-history-points') * ITEM_COST.historyPoint },
+  ]
+  return { parts, total: parts.reduce((sum, p) => sum + p.bytes, 0) }
 }

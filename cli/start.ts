@@ -8,7 +8,7 @@ import { MQTT_WS_PATH } from '../bridge/http.ts'
 import { topicError } from '../protocol/index.ts'
 import { parseDuration } from '../simulators/duration.ts'
 import { CliError, UsageError, parse, parseBytes, type Command } from './args.ts'
-import { LIMIT_FLAGS, envOf, formatLimit, type LimitValues } from './limits.ts'
+import { LIMIT_FLAGS, envOf, formatLimit, memoryBudget, type LimitValues } from './limits.ts'
 import pkg from '../package.json' with { type: 'json' }
 
 const limitLines = LIMIT_FLAGS.map((l) => {
@@ -147,13 +147,14 @@ function reachableHosts(host: string | undefined): string[] {
   return ['localhost', ...lan]
 }
 
-function banner(hosts: string[], port: number, mqttPort: number): string {
+function banner(hosts: string[], port: number, mqttPort: number, memoryBound: number): string {
   const lan = hosts.find((h) => h !== 'localhost') ?? hosts[0]!
   const rows: [string, string[]][] = [
     ['Dashboard', hosts.map((h) => `http://${h}:${port}/`)],
     ['MQTT', hosts.map((h) => `mqtt://${h}:${mqttPort}`)],
     ['MQTT over WS', [`ws://${lan}:${port}${MQTT_WS_PATH}`]],
     ['socket.io', [`http://${lan}:${port}  (namespaces / and /live)`]],
+    ['Memory bound', [`${(memoryBound / 1024 ** 3).toFixed(1)} GiB more than idle, with these limits (docs/limits.md)`]],
   ]
   const lines = [`Pulseboard ${pkg.version} is running`, '']
   for (const [label, values] of rows) values.forEach((v, i) => lines.push(`  ${(i === 0 ? label : '').padEnd(14)}${v}`))
@@ -197,7 +198,7 @@ export const start: Command = {
       }
       throw err
     }
-    console.log(banner(reachableHosts(config.host), ports.port, ports.mqttPort))
+    console.log(banner(reachableHosts(config.host), ports.port, ports.mqttPort, memoryBudget(config).total))
 
     await new Promise<void>((resolve) => {
       const stop = (signal: string) => {

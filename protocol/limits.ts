@@ -20,7 +20,7 @@ export const LIMITS = {
   devices: 'the least recently seen device was forgotten to stay within --max-devices',
   device_metrics: 'a metric over --max-metrics-per-device for one device was ignored',
   topics: 'a topic over --max-topics or --max-topic-index-bytes was left out of the topic index',
-  history_points: 'the least recently updated series was dropped from memory to stay within --max-history-points',
+  history_points: "the least recently updated device's points were dropped from memory to stay within --max-history-points",
 } as const
 
 export type LimitName = keyof typeof LIMITS

@@ -1,0 +1,96 @@
+import { afterEach, describe, expect, it } from 'vitest'
+import { canary, closed, live, startTarget, type Target } from './server.ts'
+
+let target: Target
+afterEach(async () => {
+  await target?.close()
+})
+
+/** A topic of about 64 KiB of U+0001: JSON writes each as `\u0001`, six times its length. */
+const hugeTopic = (i: number) => `t${i}/${'\u0001'.repeat(64 * 1024 - 16)}`
+
+describe('no input ends the process', () => {
+  it('refuses 1,400 MQTT topics of 64 KiB of U+0001, and /api/topics still answers', async () => {
+    target = await startTarget()
+    for (let i = 0; i < 1400; i += 100) {
+      await Promise.all(
+        Array.from({ length: 100 }, async (_, j) => {
+          const client = await target.mqtt()
+          const gone = closed(client)
+          client.publish(hugeTopic(i + j), 'x')
+          await gone
+        }),
+      )
+    }
+    const res = await fetch(`${target.httpUrl}/api/topics`)
+    expect(res.status).toBe(200)
+    expect(await res.json()).toEqual([])
+    expect((await target.health()).limits.topic_length).toBe(1400)
+    await canary(target)
+  })
+
+  it('pages /api/topics when 1,400 topics of U+0001 fit the limit', async () => {
+    target = await startTarget()
+    const client = await target.mqtt()
+    const topic = (i: number) => `t/${String(i).padStart(4, '0')}/${'\u0001'.repeat(1000)}`
+    for (let i = 0; i < 1400; i++) client.publish(topic(i), 'x')
+    await client.publishAsync('t/last', 'x', { qos: 1 })
+
+    const seen: string[] = []
+    let next: string | null = '/api/topics'
+    while (next) {
+      const res: Response = await fetch(target.httpUrl + next)
+      expect(res.status).toBe(200)
+      const page = (await res.json()) as { topic: string }[]
+      expect(page.length).toBeLessThanOrEqual(500)
+      seen.push(...page.map((t) => t.topic))
+      next = /<([^>]+)>; rel="next"/.exec(res.headers.get('link') ?? '')?.[1] ?? null
+    }
+    expect(seen).toHaveLength(1401)
+    expect(new Set(seen).size).toBe(1401)
+    expect(seen).toEqual([...seen].sort())
+    await canary(target)
+  })
+
+  it('refuses the same topics published from /live', async () => {
+    target = await startTarget()
+    // escaped, such a topic is over the socket message bound: the server drops that connection
+    const refusals = { acked: 0, disconnected: 0 }
+    for (let i = 0; i < 1400; i += 50) {
+      await Promise.all(
+        Array.from({ length: 50 }, async (_, j) => {
+          const socket = await live(target, { devices: false })
+          const outcome = await new Promise<string>((resolve) => {
+            socket.once('disconnect', () => resolve('disconnected'))
+            socket.emit('message', { topic: hugeTopic(i + j), payload: 'x' }, (ack) => resolve(ack.ok ? 'published' : ack.error.code))
+          })
+          socket.disconnect()
+          if (outcome === 'disconnected') refusals.disconnected++
+          else {
+            expect(outcome).toBe('E_INVALID_TOPIC')
+            refusals.acked++
+          }
+        }),
+      )
+    }
+    expect(refusals.acked + refusals.disconnected).toBe(1400)
+    const shorter = await live(target, { devices: false })
+    const ack = await shorter.emitWithAck('message', { topic: `t/${'\u0001'.repeat(2000)}`, payload: 'x' })
+    expect(ack).toMatchObject({ ok: false, error: { code: 'E_INVALID_TOPIC', message: expect.stringContaining('--max-topic-length') } })
+    shorter.disconnect()
+    const res = await fetch(`${target.httpUrl}/api/topics`)
+    expect(res.status).toBe(200)
+    expect(await res.json()).toEqual([])
+    await canary(target)
+  })
+
+  it('answers a bad page request with a 400 that names the parameter', async () => {
+    target = await startTarget()
+    for (const query of ['limit=0', 'limit=100000', 'limit=ten']) {
+      const res = await fetch(`${target.httpUrl}/api/devices?${query}`)
+      expect(res.status).toBe(400)
+      expect(((await res.json()) as { error: string }).error).toContain('limit')
+    }
+    await canary(target)
+  })
+})
