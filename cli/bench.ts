@@ -196,11 +196,24 @@ function median(rows: Row[]): ScenarioResult {
       publishers: pick((r) => r.generatorCpu.publishers)!,
       receivers: pick((r) => r.generatorCpu.receivers)!,
     },
+    pauses: first.pauses && {
+      eventLoopDelay: {
+        p50: pick((r) => r.pauses?.eventLoopDelay.p50 ?? null)!,
+        p99: pick((r) => r.pauses?.eventLoopDelay.p99 ?? null)!,
+        max: pick((r) => r.pauses?.eventLoopDelay.max ?? null)!,
+      },
+      gc: {
+        count: pick((r) => r.pauses?.gc.count ?? null)!,
+        totalMs: pick((r) => r.pauses?.gc.totalMs ?? null)!,
+        maxMs: pick((r) => r.pauses?.gc.maxMs ?? null)!,
+        long: first.pauses.gc.long,
+      },
+    },
   }
 }
 
 function table(results: ScenarioResult[], runs: number): string {
-  const head = ['target', 'receivers', 'sent/s', 'deliveries/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'lost', 'dup', 'CPU %', 'RSS MB', 'gen CPU % (pub+rx)']
+  const head = ['target', 'receivers', 'sent/s', 'deliveries/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'lost', 'dup', 'CPU %', 'RSS MB', 'loop p99/max ms', 'GC ms (max)', 'gen CPU % (pub+rx)']
   const rows = results.map((r) => [
     r.target,
     `${r.clients} ${r.receiver}`,
@@ -214,6 +227,8 @@ function table(results: ScenarioResult[], runs: number): string {
     fmt(r.duplicates),
     r.cpuPercent === null ? 'n/a' : fmt(r.cpuPercent),
     r.rssMb === null ? 'n/a' : fmt(r.rssMb),
+    r.pauses ? `${fmt(r.pauses.eventLoopDelay.p99, 1)}/${fmt(r.pauses.eventLoopDelay.max, 1)}` : 'n/a',
+    r.pauses ? `${fmt(r.pauses.gc.totalMs)} (${fmt(r.pauses.gc.maxMs, 1)})` : 'n/a',
     `${fmt(r.generatorCpu.publishers)}+${fmt(r.generatorCpu.receivers)}`,
   ])
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))

@@ -4,7 +4,7 @@ import { startMosquitto } from './mosquitto.ts'
 import { cpuPercent, sampleMetrics, sampleProcess, type ProcessSample } from './process-stats.ts'
 import type { PublisherConfig, PublisherReport } from './publisher.ts'
 import type { ReceiverConfig, ReceiverKind, ReceiverReport } from './receiver.ts'
-import type { ServeReady, ServedTarget } from './serve.ts'
+import type { ServeReady, ServedTarget, ServerPauses } from './serve.ts'
 
 /** Systems the bench can measure: the served ones, or Debian's mosquitto. */
 export type Target = ServedTarget | 'mosquitto'
@@ -45,6 +45,8 @@ export interface ScenarioResult {
   rssMb: number | null
   /** Resident memory over the measured window: [seconds, MB]. */
   rssSeries: [number, number][]
+  /** The server's event-loop delay and garbage-collection pauses over the measured window; null for mosquitto or --url. */
+  pauses: ServerPauses | null
 }
 
 export type Progress = (line: { phase: 'warmup' | 'measure' | 'drain'; seconds: number; deliveredPerSecond: number }) => void
@@ -54,17 +56,28 @@ interface System {
   host: string
   mqttPort: number
   sample(): Promise<ProcessSample> | ProcessSample
+  /** Starts and ends the server's own measurement of its pauses, where it can. */
+  measurePauses(): void
+  pauses(): Promise<ServerPauses | null>
   stop(): Promise<void>
 }
 
 async function startSystem(opts: ScenarioOptions): Promise<System> {
   if (opts.external) {
     const { httpUrl } = opts.external
-    return { ...opts.external, sample: () => sampleMetrics(httpUrl), stop: async () => {} }
+    return { ...opts.external, sample: () => sampleMetrics(httpUrl), measurePauses() {}, pauses: async () => null, stop: async () => {} }
   }
   if (opts.target === 'mosquitto') {
     const mosquitto = await startMosquitto()
-    return { httpUrl: '', host: '127.0.0.1', mqttPort: mosquitto.port, sample: () => sampleProcess(mosquitto.pid), stop: mosquitto.stop }
+    return {
+      httpUrl: '',
+      host: '127.0.0.1',
+      mqttPort: mosquitto.port,
+      sample: () => sampleProcess(mosquitto.pid),
+      measurePauses() {},
+      pauses: async () => null,
+      stop: mosquitto.stop,
+    }
   }
   const profile = opts.profileDir ? ['--cpu-prof', '--cpu-prof-dir', opts.profileDir] : []
   const server = await spawnRole<ServeReady, never>('./serve.ts', { target: opts.target }, profile)
@@ -73,6 +86,11 @@ async function startSystem(opts: ScenarioOptions): Promise<System> {
     host: '127.0.0.1',
     mqttPort: server.ready.mqttPort,
     sample: () => sampleProcess(server.pid),
+    measurePauses: () => server.send({ type: 'measure' }),
+    pauses: async () => {
+      server.send({ type: 'report' })
+      return (await server.next<{ pauses: ServerPauses }>('report')).pauses
+    },
     stop: () => server.kill(),
   }
 }
@@ -143,6 +161,7 @@ export async function runScenario(opts: ScenarioOptions, progress: Progress = ()
       phase = 'measure'
       phaseStart = performance.now()
       last = { at: phaseStart, count: total() }
+      system.measurePauses()
       const before = await system.sample()
       const generatorBefore = [...publishers, ...receivers].map((r) => sampleProcess(r.pid))
       const rssSeries: [number, number][] = []
@@ -156,6 +175,7 @@ export async function runScenario(opts: ScenarioOptions, progress: Progress = ()
       const generatorAfter = [...publishers, ...receivers].map((r) => sampleProcess(r.pid))
       const generatorCpu = (from: number, to: number) =>
         generatorBefore.slice(from, to).reduce((sum, b, i) => sum + cpuPercent(b, generatorAfter[from + i]!), 0)
+      const pauses = await system.pauses()
       const sentReports = await Promise.all(publishers.map((p) => (p.send({ type: 'stop' }), p.next<PublisherReport>('report'))))
       const measuredSeconds = (after.at - before.at) / 1000
 
@@ -188,6 +208,7 @@ export async function runScenario(opts: ScenarioOptions, progress: Progress = ()
         generatorCpu: { publishers: generatorCpu(0, publishers.length), receivers: generatorCpu(publishers.length, Infinity) },
         rssMb: Number.isFinite(after.rssBytes) ? after.rssBytes / 1e6 : null,
         rssSeries,
+        pauses,
       }
     } finally {
       clearInterval(ticker)

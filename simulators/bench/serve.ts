@@ -1,5 +1,6 @@
 /** A bench role: the system under test, in a process of its own so its CPU and memory can be measured. */
 import type net from 'node:net'
+import { PerformanceObserver, monitorEventLoopDelay } from 'node:perf_hooks'
 import http from 'node:http'
 import { Server } from 'socket.io'
 import { createPulseboard } from '../../bridge/app.ts'
@@ -17,7 +18,47 @@ export interface ServeReady {
   port: number
 }
 
+/** Where the server's own time went while it was measured: event-loop delay and GC pauses, in ms. */
+export interface ServerPauses {
+  eventLoopDelay: { p50: number; p99: number; max: number }
+  gc: { count: number; totalMs: number; maxMs: number; /** Pauses of 5 ms or more, by kind. */ long: Record<string, number> }
+}
+
 const ctx = roleContext<{ target: ServedTarget }>()
+
+// Measured between the orders 'measure' and 'report': the tail of the latency is made of these.
+const loopDelay = monitorEventLoopDelay({ resolution: 1 })
+const gcPauses: { kind: string; ms: number }[] = []
+const GC_KINDS: Record<number, string> = { 1: 'scavenge', 2: 'mark-compact', 4: 'incremental', 8: 'weak callbacks' }
+const gcObserver = new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) {
+    const kind = (entry as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind ?? 0
+    gcPauses.push({ kind: GC_KINDS[kind] ?? String(kind), ms: entry.duration })
+  }
+})
+ctx.on('measure', () => {
+  loopDelay.reset()
+  loopDelay.enable()
+  gcPauses.length = 0
+  gcObserver.observe({ entryTypes: ['gc'] })
+})
+ctx.on('report', () => {
+  loopDelay.disable()
+  gcObserver.disconnect()
+  const ms = (ns: number) => Math.round(ns / 1e4) / 100
+  const long: Record<string, number> = {}
+  for (const p of gcPauses) if (p.ms >= 5) long[p.kind] = (long[p.kind] ?? 0) + 1
+  const pauses: ServerPauses = {
+    eventLoopDelay: { p50: ms(loopDelay.percentile(50)), p99: ms(loopDelay.percentile(99)), max: ms(loopDelay.max) },
+    gc: {
+      count: gcPauses.length,
+      totalMs: Math.round(gcPauses.reduce((sum, p) => sum + p.ms, 0)),
+      maxMs: Math.round(Math.max(0, ...gcPauses.map((p) => p.ms)) * 10) / 10,
+      long,
+    },
+  }
+  ctx.send({ type: 'report', pauses })
+})
 const HOST = '127.0.0.1'
 
 function listen(server: net.Server | http.Server): Promise<number> {
