@@ -3,6 +3,33 @@ import tseslint from 'typescript-eslint'
 import svelte from 'eslint-plugin-svelte'
 import globals from 'globals'
 
+/**
+ * The import rules that keep the folders telling the flow (docs/architecture.md):
+ * device → broker → bridge → devices/store → dashboard. Each entry: the files, and
+ * the imports they may not make, as regular expressions over the import path.
+ */
+const OUR_FOLDERS = 'protocol|formats|broker|bridge|devices|store|server|bench|cli|dashboard|simulators|tests|examples'
+const boundaries = [
+  { files: ['protocol/**'], forbid: ['^node:', '^\\.\\./'], why: 'protocol/ is the wire contract: it imports nothing of ours and no node: module' },
+  { files: ['formats/**'], forbid: ['^node:', '^\\.\\./(?!protocol/)'], why: 'formats/ are pure decoders: they import only protocol/' },
+  {
+    files: ['broker/**'],
+    forbid: ['^socket\\.io', '^\\.\\./(bridge|devices|store|server|cli|bench|dashboard)/'],
+    why: 'broker/ knows nothing of socket.io or the bridge',
+  },
+  { files: ['bridge/**', 'devices/**', 'store/**'], forbid: ['^\\.\\./(server|cli|bench)/'], why: 'bridge/, devices/ and store/ never import server/ or cli/' },
+  {
+    files: ['dashboard/**'],
+    forbid: [`^(\\.\\./)+(?!protocol/)(${OUR_FOLDERS})/`],
+    why: 'the dashboard imports only protocol/ of the server side',
+  },
+  {
+    files: ['simulators/**'],
+    forbid: ['^socket\\.io', '^\\.\\./(broker|bridge|devices|store|server|cli|bench|formats)/'],
+    why: 'simulators are plain MQTT clients',
+  },
+]
+
 export default tseslint.config(
   { ignores: ['node_modules/', 'dashboard/dist/', 'tests/screenshots/'] },
   js.configs.recommended,
@@ -25,6 +52,10 @@ export default tseslint.config(
     files: ['dashboard/**'],
     languageOptions: { globals: { ...globals.browser } },
   },
+  ...boundaries.map(({ files, forbid, why }) => ({
+    files,
+    rules: { 'no-restricted-imports': ['error', { patterns: forbid.map((regex) => ({ regex, message: why })) }] },
+  })),
   {
     files: ['**/*.svelte', '**/*.svelte.ts'],
     languageOptions: { parserOptions: { parser: tseslint.parser, extraFileExtensions: ['.svelte'] } },

@@ -1,7 +1,8 @@
 import type { Server } from 'socket.io'
 import type { Logger } from 'pino'
-import type { AedesPublishPacket, Client } from 'aedes'
 import {
+  ANONYMOUS,
+  CodedError,
   CommandRequestSchema,
   DEFAULT_LIVE_FILTERS,
   ErrorCodes,
@@ -12,25 +13,43 @@ import {
   filterError,
   topicError,
   type Ack,
+  type DeviceState,
   type Envelope,
+  type ErrorCode,
   type LiveAuth,
+  type Policy,
+  type Principal,
 } from '../protocol/index.ts'
 import type { OnLimit } from '../protocol/limits.ts'
-import type { Broker } from '../broker/broker.ts'
-import { Fanout, type ChatNamespace, type FanoutOptions, type LiveNamespace, type LiveSocket } from './fanout.ts'
+import type { Registry } from '../devices/registry.ts'
+import { Fanout, type ChatNamespace, type ChatSocket, type FanoutOptions, type LiveNamespace, type LiveSocket } from './fanout.ts'
 import { decodePayload, encodePayload } from './payload.ts'
-import { Registry, type RegistryOptions } from './registry.ts'
+import type { Message, MessageSource } from './source.ts'
 
 export interface BridgeOptions {
   /** MQTT topic that chat text from socket clients is published on. @default "messages" */
   chatTopic?: string
   fanout?: FanoutOptions
-  registry?: RegistryOptions
+  /** How often a device whose only change is new values is sent again; `readings` carry each value sooner. @default 1000 */
+  valueUpdateIntervalMs?: number
   logger?: Logger
   onLimit?: OnLimit
 }
 
-export const bridgeDefaults = { chatTopic: 'messages' }
+/** What the bridge joins: where messages come from, the socket.io server, the devices and the rules. */
+export interface BridgeParts {
+  source: MessageSource
+  io: Server
+  registry: Registry
+  policy: Policy
+  /**
+   * Who a socket is, from its handshake; a CodedError refuses it (sent as `connect_error` with
+   * `data.code`). @default everyone is anonymous
+   */
+  identify?: (auth: LiveAuth) => Principal
+}
+
+export const bridgeDefaults = { chatTopic: 'messages', valueUpdateIntervalMs: 1000 }
 
 export interface BridgeStats {
   /** Messages from socket clients published to MQTT. */
@@ -42,7 +61,10 @@ export interface BridgeStats {
 export interface Bridge {
   readonly stats: BridgeStats
   readonly fanout: Fanout
+  /** The registry the bridge feeds. */
   readonly registry: Registry
+  /** Feeds one message to the registry only (a retained message read at start, say): no socket sees it. */
+  learn(message: Message): void
   readonly chat: ChatNamespace
   readonly live: LiveNamespace
   close(): Promise<void>
@@ -52,59 +74,73 @@ type AckFn = (ack: Ack<Record<string, unknown>>) => void
 const noAck: AckFn = () => {}
 
 /**
- * Joins the broker and socket.io: every MQTT publish goes to socket clients,
- * and every socket message is published to MQTT and shown to socket clients.
+ * Joins a MessageSource and socket.io: every message goes to the socket
+ * clients whose filters match and to the device registry, and every socket
+ * message is published through the source (which checks the policy), so it
+ * reaches MQTT subscribers and, through the same subscription, socket clients:
+ * once, whichever node or broker carried it.
  */
-export function createBridge(broker: Broker, io: Server, opts: BridgeOptions = {}): Bridge {
+export function createBridge(parts: BridgeParts, opts: BridgeOptions = {}): Bridge {
+  const { source, io, registry, policy } = parts
+  const identify = parts.identify ?? (() => ANONYMOUS)
   const chatTopic = opts.chatTopic ?? bridgeDefaults.chatTopic
+  const valueUpdateIntervalMs = opts.valueUpdateIntervalMs ?? bridgeDefaults.valueUpdateIntervalMs
   const log = opts.logger
+  const onLimit = opts.onLimit ?? (() => {})
   const chat: ChatNamespace = io.of('/')
   const live: LiveNamespace = io.of(LIVE_NAMESPACE)
-  const onLimit = opts.onLimit ?? (() => {})
   const fanout = new Fanout(chat, live, { onLimit, ...opts.fanout })
-  const registry = new Registry({ onLimit, ...opts.registry })
-  const { maxPacketSize, maxTopicLength } = broker.limits
-  registry.on('update', (changed, readings) => fanout.sendDeviceUpdate(changed, readings))
   const stats: BridgeStats = { socketMessagesIn: 0, socketMessagesRejected: 0 }
+  const { maxPacketSize, maxTopicLength } = source.limits
 
-  function onPublish(packet: AedesPublishPacket, client: Client | null): void {
-    // Publishes without a client are the bridge's own, already delivered when they were made,
-    // or the broker's $SYS reports. Sending the former again would loop.
-    if (!client && !packet.topic.startsWith('$')) return
-    const envelope: Envelope = {
-      topic: packet.topic,
-      ...encodePayload(packet.payload),
-      ts: Date.now(),
-      source: 'mqtt',
-      qos: packet.qos,
-      retain: packet.retain,
-    }
-    if (client) envelope.clientId = client.id
+  function onMessage(message: Message): void {
+    const envelope = toEnvelope(message)
     fanout.send(envelope)
-    // chat is people talking, not a device reporting
-    if (client && packet.topic !== chatTopic) registry.ingest(envelope)
+    learnFrom(envelope)
   }
-  broker.aedes.on('publish', onPublish)
 
-  function onClientReady(client: Client): void {
-    log?.info({ clientId: client.id }, 'mqtt client connected')
-    // aedes keeps the CONNECT packet's will on the client; its types leave it out
-    const will = (client as Client & { will?: { topic: string; payload: Buffer | string } | null }).will
-    registry.clientConnected(client.id, will ? { topic: will.topic, payload: encodePayload(will.payload).payload } : undefined)
+  function learnFrom(envelope: Envelope): void {
+    // chat is people talking, not a device reporting; `$` topics are the broker's
+    if (envelope.topic !== chatTopic && !envelope.topic.startsWith('$')) registry.ingest(envelope)
   }
-  function onClientDisconnect(client: Client): void {
-    log?.info({ clientId: client.id }, 'mqtt client disconnected')
-    registry.clientDisconnected(client.id)
-  }
-  const onTakeover = (clientId: string) => registry.clientTakenOver(clientId)
-  broker.aedes.on('clientReady', onClientReady)
-  broker.aedes.on('clientDisconnect', onClientDisconnect)
-  broker.on('takeover', onTakeover)
+  const unsubscribe = [source.subscribe('#', onMessage), source.subscribe('$SYS/#', onMessage)]
+  const stopPresence = source.onPresence((event) => {
+    if (event.type === 'connect') {
+      registry.clientConnected(event.clientId, event.will && { topic: event.will.topic, payload: encodePayload(event.will.payload).payload })
+    } else if (event.type === 'disconnect') registry.clientDisconnected(event.clientId)
+    else registry.clientTakenOver(event.clientId)
+  })
 
-  /** Publishes one socket client's message to MQTT and shows it to every socket client. */
+  // Devices whose only change is new values go at most once a `valueUpdateIntervalMs`: a dashboard
+  // repaints a card per update, and `readings` carry each value within 100 ms anyway.
+  const heldValues = new Map<string, DeviceState>()
+  let lastValueFlush = 0
+  let valueTimer: NodeJS.Timeout | null = null
+  function onUpdate(changed: DeviceState[], readings: Parameters<Fanout['sendDeviceUpdate']>[1], valuesOnly: DeviceState[]): void {
+    for (const d of changed) heldValues.delete(d.id)
+    for (const d of valuesOnly) heldValues.set(d.id, d)
+    const now = Date.now()
+    let send = changed
+    if (heldValues.size > 0 && now - lastValueFlush >= valueUpdateIntervalMs) {
+      send = [...changed, ...heldValues.values()]
+      heldValues.clear()
+      lastValueFlush = now
+    }
+    fanout.sendDeviceUpdate(send.filter(visibleToAll), readings)
+    if (heldValues.size > 0) valueTimer ??= setTimeout(flushValues, lastValueFlush + valueUpdateIntervalMs - now)
+  }
+  function flushValues(): void {
+    valueTimer = null
+    onUpdate([], [], [])
+  }
+  registry.on('update', onUpdate)
+  // device events go to the `devices` room as one broadcast; until per-device rights exist, all may see all
+  const visibleToAll = (d: DeviceState) => policy.canSeeDevice(ANONYMOUS, d.id)
+
+  /** Publishes one socket client's message through the source; the subscription shows it to socket clients. */
   function publish(
-    socketId: string,
-    msg: { topic: string; payload: Buffer; text: string; qos: 0 | 1 | 2; retain: boolean; encoding?: 'base64' },
+    socket: { id: string; data: { principal: Principal } },
+    msg: { topic: string; payload: Buffer; qos: 0 | 1 | 2; retain: boolean },
     ack: AckFn,
   ): void {
     // fixed header (≤5) + topic length (2) + topic + packet id (2) must fit [MQTT-2.2.3]
@@ -112,40 +148,42 @@ export function createBridge(broker: Broker, io: Server, opts: BridgeOptions = {
     if (size > maxPacketSize) {
       return reject(ack, ErrorCodes.E_PAYLOAD_TOO_LARGE, `message is ${size} bytes; the limit is ${maxPacketSize}`)
     }
-    stats.socketMessagesIn++
-    const envelope: Envelope = {
-      topic: msg.topic,
-      payload: msg.text,
-      ts: Date.now(),
-      source: 'socket',
-      clientId: socketId,
-      qos: msg.qos,
-      retain: msg.retain,
-    }
-    if (msg.encoding) envelope.encoding = msg.encoding
-    fanout.send(envelope)
-    if (msg.topic !== chatTopic) registry.ingest(envelope)
-    broker.aedes.publish(
-      { cmd: 'publish', topic: msg.topic, payload: msg.payload, qos: msg.qos, retain: msg.retain, dup: false },
-      (err) => {
-        if (!err) return ack({ ok: true })
-        log?.warn({ topic: msg.topic, err: err.message }, 'publish from socket client failed')
-        ack(fail(ErrorCodes.E_PUBLISH_FAILED, err.message))
+    source.publish({ ...msg, socketId: socket.id }, socket.data.principal).then(
+      () => {
+        stats.socketMessagesIn++
+        ack({ ok: true })
+      },
+      (err: Error) => {
+        const code: ErrorCode = err instanceof CodedError ? err.code : 'E_PUBLISH_FAILED'
+        log?.warn({ topic: msg.topic, err: err.message }, 'publish from socket client refused')
+        reject(ack, code, err.message)
       },
     )
   }
 
-  function publishChat(socketId: string, text: string, ack: AckFn): void {
-    publish(socketId, { topic: chatTopic, payload: Buffer.from(text), text, qos: 0, retain: false }, ack)
+  function publishChat(socket: { id: string; data: { principal: Principal } }, text: string, ack: AckFn): void {
+    publish(socket, { topic: chatTopic, payload: Buffer.from(text), qos: 0, retain: false }, ack)
   }
 
-  function reject(ack: AckFn, code: Parameters<typeof fail>[0], message: string): void {
+  function reject(ack: AckFn, code: ErrorCode, message: string): void {
     stats.socketMessagesRejected++
     log?.debug({ code }, message)
     ack(fail(code, message))
   }
 
-  chat.on('connection', (socket) => {
+  /** Who connects; a refusal reaches the client as `connect_error` with `data.code`. */
+  function authenticate(socket: { handshake: { auth: LiveAuth }; data: { principal: Principal } }): CodedError | null {
+    try {
+      socket.data.principal = identify(socket.handshake.auth)
+      return null
+    } catch (err) {
+      return err instanceof CodedError ? err : new CodedError('E_INTERNAL', (err as Error).message)
+    }
+  }
+
+  chat.use((socket, next) => next(handshakeError(authenticate(socket))))
+
+  chat.on('connection', (socket: ChatSocket) => {
     log?.info({ socketId: socket.id }, 'socket client connected to /')
     socket.on('disconnect', (reason) => log?.info({ socketId: socket.id, reason }, 'socket client disconnected from /'))
     fanout.addChatClient(socket)
@@ -154,17 +192,21 @@ export function createBridge(broker: Broker, io: Server, opts: BridgeOptions = {
       if (typeof text !== 'string') {
         return reject(reply, ErrorCodes.E_INVALID_MESSAGE, `message on / must be a string, got ${describe(text)}`)
       }
-      publishChat(socket.id, text, reply)
+      publishChat(socket, text, reply)
     })
   })
 
-  // Filters in the handshake apply before the first message, and again on every reconnect.
+  // The view in the handshake applies before the first message, and again on every reconnect.
   live.use((socket, next) => {
-    const { filters, devices } = socket.handshake.auth as LiveAuth
-    const parsed = filters === undefined ? [...DEFAULT_LIVE_FILTERS] : parseFilters(filters, maxTopicLength)
-    if (typeof parsed === 'string') return next(new Error(`${ErrorCodes.E_INVALID_FILTER}: ${parsed}`))
+    const refused = authenticate(socket)
+    if (refused) return next(handshakeError(refused))
+    const auth = socket.handshake.auth as LiveAuth
+    // `filters` and `devices` at the top level are the shape before `view`, still read until 0.3
+    const view = auth.view ?? { ...(auth.filters !== undefined && { filters: auth.filters }), ...(auth.devices !== undefined && { devices: auth.devices }) }
+    const parsed = view.filters === undefined ? [...DEFAULT_LIVE_FILTERS] : parseFilters(view.filters, maxTopicLength)
+    if (typeof parsed === 'string') return next(handshakeError(new CodedError('E_INVALID_FILTER', parsed)))
     socket.data.filters = parsed
-    socket.data.devices = devices !== false
+    socket.data.devices = view.devices !== false
     next()
   })
 
@@ -172,11 +214,12 @@ export function createBridge(broker: Broker, io: Server, opts: BridgeOptions = {
     log?.info({ socketId: socket.id }, `socket client connected to ${LIVE_NAMESPACE}`)
     socket.on('disconnect', (reason) => log?.info({ socketId: socket.id, reason }, `socket client disconnected from ${LIVE_NAMESPACE}`))
     fanout.addLiveClient(socket)
-    if (socket.data.devices) socket.emit('devices', registry.list())
+    const { principal } = socket.data
+    if (socket.data.devices) socket.emit('devices', registry.list().filter((d) => policy.canSeeDevice(principal, d.id)))
 
     socket.on('message', (message: unknown, ack: unknown) => {
       const reply = ackOf(ack)
-      if (typeof message === 'string') return publishChat(socket.id, message, reply)
+      if (typeof message === 'string') return publishChat(socket, message, reply)
       const parsed = PublishRequestSchema.safeParse(message)
       if (!parsed.success) {
         return reject(
@@ -188,8 +231,7 @@ export function createBridge(broker: Broker, io: Server, opts: BridgeOptions = {
       const { topic, payload, qos, retain, encoding } = parsed.data
       const problem = topicError(topic) ?? lengthError(topic, maxTopicLength)
       if (problem) return reject(reply, ErrorCodes.E_INVALID_TOPIC, `invalid topic: ${problem}`)
-      const bytes = decodePayload(payload, encoding)
-      publish(socket.id, { topic, payload: bytes, text: payload, qos, retain, ...(encoding && { encoding }) }, reply)
+      publish(socket, { topic, payload: decodePayload(payload, encoding), qos, retain }, reply)
     })
 
     socket.on('command', (request: unknown, ack: unknown) => {
@@ -199,11 +241,14 @@ export function createBridge(broker: Broker, io: Server, opts: BridgeOptions = {
         return reject(reply, ErrorCodes.E_INVALID_MESSAGE, 'command takes { device, name, value }')
       }
       const { device, name, value } = parsed.data
-      const command = registry.command(device, name, value)
+      const command = policy.canSeeDevice(principal, device) ? registry.command(device, name, value) : undefined
       if (!command) return reject(reply, ErrorCodes.E_UNKNOWN_DEVICE, `no device ${JSON.stringify(device)} is known`)
       if ('error' in command) return reject(reply, command.error, command.message)
+      if (!policy.canCommand(principal, device)) {
+        return reject(reply, ErrorCodes.E_NOT_AUTHORIZED, `${principal.name} may not send commands to ${device}`)
+      }
       const { topic, payload } = command
-      publish(socket.id, { topic, payload: Buffer.from(payload), text: payload, qos: 1, retain: false }, (result) =>
+      publish(socket, { topic, payload: Buffer.from(payload), qos: 1, retain: false }, (result) =>
         reply(result.ok ? { ok: true, topic, payload } : result),
       )
     })
@@ -217,15 +262,34 @@ export function createBridge(broker: Broker, io: Server, opts: BridgeOptions = {
   })
 
   async function close(): Promise<void> {
-    broker.aedes.off('publish', onPublish)
-    broker.aedes.off('clientReady', onClientReady)
-    broker.aedes.off('clientDisconnect', onClientDisconnect)
-    broker.off('takeover', onTakeover)
+    for (const stop of unsubscribe) stop()
+    stopPresence()
+    registry.off('update', onUpdate)
+    if (valueTimer) clearTimeout(valueTimer)
     fanout.close()
-    registry.close()
   }
 
-  return { stats, fanout, registry, chat, live, close }
+  return { stats, fanout, registry, learn: (message) => learnFrom(toEnvelope(message)), chat, live, close }
+}
+
+/** A message as `/live` clients see it: the payload as text, or base64 when it is not UTF-8. */
+function toEnvelope(message: Message): Envelope {
+  const envelope: Envelope = {
+    topic: message.topic,
+    ...encodePayload(message.payload),
+    ts: message.ts,
+    source: message.from.kind,
+    qos: message.qos,
+    retain: message.retain,
+  }
+  const clientId = message.from.kind === 'socket' ? message.from.socketId : message.from.clientId
+  if (clientId !== undefined) envelope.clientId = clientId
+  return envelope
+}
+
+/** A refusal as socket.io sends it: `connect_error` with the message and `data.code`. */
+function handshakeError(err: CodedError | null): Error | undefined {
+  return err ? Object.assign(new Error(err.message), { data: { code: err.code } }) : undefined
 }
 
 function ackOf(ack: unknown): AckFn {

@@ -1,5 +1,6 @@
 import type { Namespace, Socket } from 'socket.io'
 import type { OnLimit } from '../protocol/limits.ts'
+import type { Principal } from '../protocol/access.ts'
 import {
   topicMatches,
   type ChatClientToServerEvents,
@@ -11,14 +12,20 @@ import {
   type LiveServerToClientEvents,
 } from '../protocol/index.ts'
 
-export interface LiveSocketData {
+export interface ChatSocketData {
+  /** Who this client is, from its handshake. */
+  principal: Principal
+}
+
+export interface LiveSocketData extends ChatSocketData {
   /** Topic filters this client receives; set by the handshake, `#` by default. */
   filters: string[]
   /** Receives `device` and `readings` updates; set by the handshake, true by default. */
   devices: boolean
 }
 
-export type ChatNamespace = Namespace<ChatClientToServerEvents, ChatServerToClientEvents>
+export type ChatNamespace = Namespace<ChatClientToServerEvents, ChatServerToClientEvents, object, ChatSocketData>
+export type ChatSocket = Socket<ChatClientToServerEvents, ChatServerToClientEvents, object, ChatSocketData>
 export type LiveNamespace = Namespace<LiveClientToServerEvents, LiveServerToClientEvents, object, LiveSocketData>
 export type LiveSocket = Socket<LiveClientToServerEvents, LiveServerToClientEvents, object, LiveSocketData>
 type AnySocket = Socket<never, never, object, unknown>
@@ -116,7 +123,7 @@ export class Fanout {
   }
 
   /** Starts watching a `/` client's backlog. */
-  addChatClient(socket: Socket): void {
+  addChatClient(socket: ChatSocket): void {
     this.#watchBacklog(socket as AnySocket, 'chat')
   }
 
@@ -162,6 +169,8 @@ export class Fanout {
         ? Math.min(this.#intervalMs * 2, this.#opts.maxIntervalMs)
         : Math.max(this.#intervalMs / 2, this.#opts.minIntervalMs)
 
+    // who is skipped for this whole flush; a client that falls behind during it did receive what came before
+    const skipped = [...this.#lagging]
     const missed = new Map<string, number>()
     let chatCount = 0
     for (const envelope of queue) {
@@ -184,7 +193,7 @@ export class Fanout {
       }
     }
 
-    for (const [socket, namespace] of this.#lagging) {
+    for (const [socket, namespace] of skipped) {
       this.stats.dropped +=
         namespace === 'chat' ? chatCount : (missed.get(roomOf((socket as LiveSocket).data.filters)) ?? 0)
     }

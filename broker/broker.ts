@@ -3,9 +3,10 @@ import { EventEmitter } from 'node:events'
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { createRequire } from 'node:module'
-import { Aedes, type AedesOptions, type AuthenticateError, type Client, type ConnectPacket } from 'aedes'
+import { Aedes, type AedesOptions, type AedesPublishPacket, type AuthenticateError, type Client, type ConnectPacket } from 'aedes'
 import type { Logger } from 'pino'
 import type { OnLimit } from '../protocol/limits.ts'
+import { ANONYMOUS, OPEN_POLICY, type Policy, type Principal } from '../protocol/access.ts'
 import { FlappingDetector } from './flapping.ts'
 import { PacketSizeGuard } from './packet-size.ts'
 import { BoundedPersistence, type AsyncPersistence, type PersistenceLimits } from './persistence.ts'
@@ -49,6 +50,22 @@ export interface BrokerOptions extends Partial<BrokerLimits> {
   logger?: Logger
   /** Called each time input reaches a bound. */
   onLimit?: OnLimit
+  /** Asked for every publish, subscription and delivery. @default everyone may do everything */
+  policy?: Policy
+}
+
+/** A message as the broker delivers it to an in-process subscriber. */
+export interface BrokerMessage {
+  topic: string
+  payload: Buffer
+  qos: 0 | 1 | 2
+  retain: boolean
+  /** The MQTT client that published it; absent for the broker's own and for in-process publishes. */
+  clientId?: string
+  /** What an in-process publisher said it was, given to `publish`. */
+  origin?: string
+  /** Published through this broker, not relayed from another one sharing its emitter. */
+  local: boolean
 }
 
 /** Counters read by `/api/health` and `/metrics`. */
@@ -69,6 +86,10 @@ export interface BrokerStats {
 }
 
 export interface BrokerEvents {
+  /** An MQTT client finished connecting; `will` is its last will, if it set one. */
+  connect: [clientId: string, will: { topic: string; payload: Buffer } | undefined]
+  /** An MQTT client's connection ended, cleanly or not. */
+  disconnect: [clientId: string]
   /** A new connection took the id of a connected client, which was closed. */
   takeover: [clientId: string]
 }
@@ -82,6 +103,15 @@ export interface Broker extends EventEmitter<BrokerEvents> {
   readonly tcpServer: net.Server
   /** Serve one MQTT connection: a TCP socket or a WebSocket stream. */
   handle(stream: Duplex, req?: IncomingMessage): void
+  /**
+   * Every message matching `filter`, as the broker routes it (so with a shared
+   * emitter, every broker's); returns a function that ends the subscription.
+   */
+  subscribe(filter: string, deliver: (message: BrokerMessage) => void): () => void
+  /** Publishes from inside the process; `origin` comes back on the message to subscribers in-process. */
+  publish(message: { topic: string; payload: Buffer; qos: 0 | 1 | 2; retain: boolean }, origin: string): Promise<void>
+  /** The retained messages it holds now. */
+  retained(): AsyncIterable<BrokerMessage>
   close(): Promise<void>
 }
 
@@ -103,8 +133,12 @@ export async function createBroker(opts: BrokerOptions = {}): Promise<Broker> {
     maxTracked: limits.maxSessions,
   })
   const persistence = new BoundedPersistence(new MemoryPersistence(), limits, onLimit)
+  const policy = opts.policy ?? OPEN_POLICY
   /** The CONNECT packet of each client being authenticated: aedes hands `authenticate` only the client. */
   const connecting = new WeakMap<Client, ConnectPacket>()
+  /** Who each connected client is, from `authenticate` on. */
+  const principals = new WeakMap<Client, Principal>()
+  const principalOf = (client: Client | null) => (client && principals.get(client)) ?? ANONYMOUS
   let messagesOut = 0
   let connections = 0
 
@@ -164,10 +198,11 @@ export async function createBroker(opts: BrokerOptions = {}): Promise<Broker> {
         log?.warn({ clientId: client.id }, 'mqtt client id taken over by a new connection; the old one is closed')
         events.emit('takeover', client.id)
       }
+      principals.set(client, ANONYMOUS)
       done(null, true)
     },
     authorizePublish(client, packet, done) {
-      const problem = publishError(packet.topic)
+      const problem = publishError(packet.topic) ?? (policy.canPublish(principalOf(client), packet.topic) ? null : 'not authorized')
       if (!problem) return done(null)
       stats.refusedPublishes++
       log?.debug({ clientId: client?.id, topic: packet.topic.slice(0, 256) }, `publish refused: ${problem}`)
@@ -186,10 +221,11 @@ export async function createBroker(opts: BrokerOptions = {}): Promise<Broker> {
         onLimit('subscriptions', { clientId: client.id })
         return done(null, null)
       }
-      done(null, sub)
+      done(null, policy.canSubscribe(principalOf(client), sub.topic) ? sub : null)
     },
-    // Called once per delivery to an MQTT subscriber, which makes it the cheapest place to count them.
-    authorizeForward(_client, packet) {
+    // Called once per delivery to an MQTT subscriber (retained and queued ones too): where reading is checked, and counted.
+    authorizeForward(client, packet) {
+      if (!policy.canSubscribe(principalOf(client), packet.topic)) return null
       messagesOut++
       return packet
     },
@@ -205,6 +241,51 @@ export async function createBroker(opts: BrokerOptions = {}): Promise<Broker> {
   }
   aedes.on('clientError', onClientError)
   aedes.on('connectionError', onClientError)
+  aedes.on('clientReady', (client) => {
+    log?.info({ clientId: client.id }, 'mqtt client connected')
+    // aedes keeps the CONNECT packet's will on the client; its types leave it out
+    const will = (client as Client & { will?: { topic: string; payload: Buffer | string } | null }).will
+    events.emit('connect', client.id, will ? { topic: will.topic, payload: Buffer.from(will.payload) } : undefined)
+  })
+  aedes.on('clientDisconnect', (client) => {
+    log?.info({ clientId: client.id }, 'mqtt client disconnected')
+    events.emit('disconnect', client.id)
+  })
+
+  // aedes sets `clientId` on the packets its clients publish; its types leave it out
+  function toMessage(packet: AedesPublishPacket & { clientId?: string }): BrokerMessage {
+    const origin = packet.properties?.userProperties?.[ORIGIN_PROPERTY]
+    return {
+      topic: packet.topic,
+      payload: Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload),
+      qos: packet.qos,
+      retain: packet.retain,
+      ...(packet.clientId !== undefined && { clientId: packet.clientId }),
+      ...(typeof origin === 'string' && { origin }),
+      local: packet.brokerId === aedes.id,
+    }
+  }
+
+  function subscribe(filter: string, deliver: (message: BrokerMessage) => void): () => void {
+    const listener = (packet: AedesPublishPacket, done: () => void) => {
+      deliver(toMessage(packet))
+      done()
+    }
+    aedes.subscribe(filter, listener, noop)
+    return () => aedes.unsubscribe(filter, listener, noop)
+  }
+
+  function publish(message: { topic: string; payload: Buffer; qos: 0 | 1 | 2; retain: boolean }, origin: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      // the origin travels as a user property: aedes keeps `properties` on every copy of a packet
+      const packet = { cmd: 'publish' as const, dup: false, ...message, properties: { userProperties: { [ORIGIN_PROPERTY]: origin } } }
+      aedes.publish(packet, (err) => (err ? reject(err) : resolve()))
+    })
+  }
+
+  async function* retained(): AsyncIterable<BrokerMessage> {
+    for await (const packet of persistence.createRetainedStream('#') as AsyncIterable<AedesPublishPacket>) yield toMessage(packet)
+  }
 
   function handle(stream: Duplex, req?: IncomingMessage): void {
     if (connections >= limits.maxConnections) {
@@ -238,8 +319,12 @@ export async function createBroker(opts: BrokerOptions = {}): Promise<Broker> {
     if (tcpServer.listening) await closed
   }
 
-  return Object.assign(events, { aedes, stats, limits, persistence, tcpServer, handle, close })
+  return Object.assign(events, { aedes, stats, limits, persistence, tcpServer, handle, subscribe, publish, retained, close })
 }
+
+/** The user property that carries an in-process publisher's origin. */
+const ORIGIN_PROPERTY = 'pulseboard-origin'
+const noop = () => {}
 
 // Fields aedes keeps at run time that its type declarations leave out.
 const clientsOf = (aedes: Aedes) => (aedes as unknown as { clients: Record<string, Client> }).clients

@@ -1,8 +1,8 @@
-import { mosquittoInstalled } from '../simulators/bench/mosquitto.ts'
-import { runScenario, type ScenarioOptions, type ScenarioResult, type Target } from '../simulators/bench/run.ts'
-import { runScale, type ScaleResult } from '../simulators/bench/scale.ts'
-import { runDashboardBench } from '../simulators/bench/browser.ts'
-import type { ReceiverKind } from '../simulators/bench/receiver.ts'
+import { mosquittoInstalled } from '../bench/mosquitto.ts'
+import { runScenario, type ScenarioOptions, type ScenarioResult, type Target } from '../bench/run.ts'
+import { runScale, type ScaleResult } from '../bench/scale.ts'
+import { runDashboardBench } from '../bench/browser.ts'
+import type { ReceiverKind } from '../bench/receiver.ts'
 import { UsageError, duration, integer, parse, type Command } from './args.ts'
 
 /** Named loads from docs/benchmarks.md; flags override any field. */

@@ -20,7 +20,15 @@ export function connectLive(url: string, auth: LiveAuth = {}, timeoutMs = 5000):
       socket.disconnect()
       reject(new CliError(`cannot reach ${url} (${why}); is "pulseboard start" running there? Use --url to point elsewhere`))
     }
+    const refuse = (why: string) => {
+      clearTimeout(timer)
+      socket.disconnect()
+      reject(new CliError(`${url} refused the connection: ${why}`))
+    }
     socket.on('connect_error', (err) => {
+      // the server refused us (a catalogue code in `data`): retrying will not change that
+      const code = (err as { data?: { code?: unknown } }).data?.code
+      if (typeof code === 'string') return refuse(`${code}: ${err.message}`)
       // a refused or unknown host will not change in 5 s; say so now
       const cause = (err as { description?: { message?: unknown } }).description?.message
       if (typeof cause === 'string' && /ECONNREFUSED|ENOTFOUND|EAI_AGAIN/.test(cause)) fail(cause)

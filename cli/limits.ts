@@ -1,7 +1,8 @@
 import { brokerDefaults, type BrokerLimits } from '../broker/broker.ts'
 import { fanoutDefaults, type FanoutOptions } from '../bridge/fanout.ts'
-import { registryDefaults, type RegistryOptions } from '../bridge/registry.ts'
-import { pulseboardDefaults } from '../bridge/app.ts'
+import { registryDefaults, type RegistryOptions } from '../devices/registry.ts'
+import { memoryStoreDefaults, type MemoryStoreOptions } from '../store/memory.ts'
+import { pulseboardDefaults } from '../server/pulseboard.ts'
 
 /** How a limit's value is written on the command line. */
 export type LimitUnit = 'count' | 'bytes' | 'seconds' | 'duration'
@@ -20,7 +21,8 @@ interface Flag<Part extends string, Key extends string> {
 
 type LimitFlag =
   | Flag<'broker', keyof BrokerLimits>
-  | Flag<'registry', keyof typeof registryDefaults>
+  | Flag<'registry', 'maxDevices' | 'maxMetricsPerDevice' | 'maxTopics' | 'maxTopicIndexBytes'>
+  | Flag<'store', keyof typeof memoryStoreDefaults>
   | Flag<'fanout', 'maxPendingBytes' | 'maxLagMs'>
   | Flag<'app', 'maxSockets'>
 
@@ -53,8 +55,8 @@ export const LIMIT_FLAGS: readonly LimitFlag[] = [
   { flag: 'max-metrics-per-device', part: 'registry', key: 'maxMetricsPerDevice', unit: 'count', min: 1, max: 100_000, default: registryDefaults.maxMetricsPerDevice, help: 'metrics per device' },
   { flag: 'max-topics', part: 'registry', key: 'maxTopics', unit: 'count', min: 0, max: 10_000_000, default: registryDefaults.maxTopics, help: 'topics in the topic index' },
   { flag: 'max-topic-index-bytes', part: 'registry', key: 'maxTopicIndexBytes', unit: 'bytes', min: 0, max: 64 * GiB, default: registryDefaults.maxTopicIndexBytes, help: 'characters of topics and payload previews in the index' },
-  { flag: 'history-size', part: 'registry', key: 'historySize', unit: 'count', min: 1, max: 10_000_000, default: registryDefaults.historySize, help: 'points kept in memory per metric' },
-  { flag: 'max-history-points', part: 'registry', key: 'maxHistoryPoints', unit: 'count', min: 1, max: 1_000_000_000, default: registryDefaults.maxHistoryPoints, help: 'points kept in memory for all metrics' },
+  { flag: 'history-size', part: 'store', key: 'historySize', unit: 'count', min: 1, max: 10_000_000, default: memoryStoreDefaults.historySize, help: 'points kept in memory per metric' },
+  { flag: 'max-history-points', part: 'store', key: 'maxHistoryPoints', unit: 'count', min: 1, max: 1_000_000_000, default: memoryStoreDefaults.maxHistoryPoints, help: 'points kept in memory for all metrics' },
 ]
 
 /** `MAX_CONNECTIONS` for `max-connections`. */
@@ -64,6 +66,7 @@ export const envOf = (flag: string) => flag.toUpperCase().replaceAll('-', '_')
 export interface LimitValues {
   broker: Partial<BrokerLimits>
   registry: Partial<RegistryOptions>
+  store: Partial<MemoryStoreOptions>
   fanout: Partial<FanoutOptions>
   app: { maxSockets?: number }
 }

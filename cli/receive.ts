@@ -46,7 +46,7 @@ export const receive: Command = {
     })
 
     // filters go in the handshake, so they hold from the first message and after every reconnect
-    const socket = await connectLive(url, filters.length > 0 ? { filters } : {})
+    const socket = await connectLive(url, filters.length > 0 ? { view: { filters } } : {})
     socket.on('message', print)
     socket.on('messages', (batch) => batch.forEach(print))
     socket.io.on('reconnect', () => console.error('pulseboard receive: reconnected'))

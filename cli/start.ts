@@ -2,9 +2,9 @@ import os from 'node:os'
 import { pino, type Logger } from 'pino'
 import pretty from 'pino-pretty'
 import { z } from 'zod'
-import { createPulseboard, PortInUseError, pulseboardDefaults } from '../bridge/app.ts'
+import { createPulseboard, PortInUseError, pulseboardDefaults } from '../server/pulseboard.ts'
 import { bridgeDefaults } from '../bridge/bridge.ts'
-import { MQTT_WS_PATH } from '../bridge/http.ts'
+import { MQTT_WS_PATH } from '../server/http.ts'
 import { topicError } from '../protocol/index.ts'
 import { parseDuration } from '../simulators/duration.ts'
 import { CliError, UsageError, parse, parseBytes, type Command } from './args.ts'
@@ -100,7 +100,7 @@ export function readConfig(argv: string[], env: NodeJS.ProcessEnv): StartConfig 
     const value = issue.path.reduce<unknown>((v, key) => (v as Record<PropertyKey, unknown>)?.[key], raw)
     throw new UsageError(`${issue.message}, got ${JSON.stringify(value)}`)
   }
-  const limits: LimitValues = { broker: {}, registry: {}, fanout: {}, app: {} }
+  const limits: LimitValues = { broker: {}, registry: {}, store: {}, fanout: {}, app: {} }
   for (const l of LIMIT_FLAGS) {
     const text = one(l.flag) ?? env[envOf(l.flag)]
     if (text !== undefined) (limits[l.part] as Record<string, number>)[l.key] = limitValue(l, text)
@@ -176,8 +176,8 @@ export const start: Command = {
   async run(argv) {
     const config = readConfig(argv, process.env)
     const logger = createLogger(config.logLevel)
-    const { broker, registry, fanout, app: appLimits, ...rest } = config
-    const app = await createPulseboard({ ...rest, ...broker, ...appLimits, registry, fanout, logger })
+    const { broker, registry, store, fanout, app: appLimits, ...rest } = config
+    const app = await createPulseboard({ ...rest, ...broker, ...appLimits, registry, store, fanout, logger })
     // Whatever still escapes is logged with its stack and counted; one bad input must not end the server for everyone.
     process.on('uncaughtException', (err, origin) => app.uncaught(err, origin))
     process.on('unhandledRejection', (err) => app.uncaught(err, 'unhandledRejection'))

@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import type { DeviceFormat } from './readings/types.ts'
+import type { DeviceFormat } from './readings.ts'
 
 /** The latest value of one metric of a device. */
 export interface MetricState {
@@ -38,12 +38,6 @@ export interface DeviceState {
    * sharing one id take it from each other on every connect; this shows it.
    */
   takeovers?: number
-}
-
-/** `GET /api/devices/:id/history`: stored points per metric, oldest first. */
-export interface DeviceHistory {
-  device: string
-  metrics: Record<string, { unit?: string; points: [ts: number, value: number][] }>
 }
 
 /** `GET /api/topics`: every topic seen since start (bounded), for the topic tree. */

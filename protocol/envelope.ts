@@ -36,9 +36,21 @@ export const SubscribeRequestSchema = z.union([z.string(), z.array(z.string()).m
 
 export type SubscribeRequest = z.input<typeof SubscribeRequestSchema>
 
-/** What a `/live` client may send in its handshake (`io(url, { auth })`): filters applied from the first message on. */
-export interface LiveAuth {
+/** What a `/live` client shows, and so receives: set in the handshake, it applies from the first message on. */
+export interface LiveView {
+  /** Topic filters of the messages it receives. @default "#" (everything but `$SYS`) */
   filters?: SubscribeRequest
   /** `false` skips the `devices`, `device` and `readings` events (for clients that only want messages). @default true */
+  devices?: boolean
+}
+
+/** The socket.io handshake (`io(url, { auth })`): credentials, and for `/live` what the client shows. */
+export interface LiveAuth {
+  /** An API token, once the server has users (`pulseboard tokens create`). */
+  token?: string
+  view?: LiveView
+  /** @deprecated since 0.2: use `view.filters`; still read, until 0.3. */
+  filters?: SubscribeRequest
+  /** @deprecated since 0.2: use `view.devices`; still read, until 0.3. */
   devices?: boolean
 }

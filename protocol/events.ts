@@ -1,7 +1,7 @@
 import type { Ack } from './errors.ts'
 import type { Envelope, PublishRequest, SubscribeRequest } from './envelope.ts'
 import type { CommandRequest, DeviceState } from './devices.ts'
-import type { Reading } from './readings/types.ts'
+import type { Reading } from './readings.ts'
 
 /** The structured namespace; `/` keeps the seed's one-string protocol. */
 export const LIVE_NAMESPACE = '/live'

@@ -1,6 +1,6 @@
 /*
  * ESP32 / ESP8266 + DHT22 for Pulseboard, in Pulseboard's generic format
- * (protocol/readings/generic.ts):
+ * (formats/generic.ts):
  *
  *   devices/<id>/status     "online" (retained) after every connect; the last will is
  *                           "offline" (retained, QoS 1), published by the broker if the

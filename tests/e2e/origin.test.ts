@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import type { Browser } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { launchChromium } from '../../simulators/bench/browser.ts'
+import { launchChromium } from '../../bench/browser.ts'
 import { startStack, type Stack } from '../helpers/stack.ts'
 
 // the browser build; the package's exports map does not name it

@@ -1,6 +1,6 @@
 import mqtt, { type MqttClient, type IClientOptions } from 'mqtt'
 import { io as connectSocket, type Socket } from 'socket.io-client'
-import { createPulseboard, type Pulseboard, type PulseboardOptions } from '../../bridge/app.ts'
+import { createPulseboard, type Pulseboard, type PulseboardOptions } from '../../server/pulseboard.ts'
 import {
   LIVE_NAMESPACE,
   type ChatClientToServerEvents,

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest'
-import { runScenario } from '../../simulators/bench/run.ts'
-import { runScale } from '../../simulators/bench/scale.ts'
-import { probePayload, readProbe } from '../../simulators/bench/probe.ts'
-import { publishPacket } from '../../simulators/bench/mqtt-wire.ts'
+import { runScenario } from '../../bench/run.ts'
+import { runScale } from '../../bench/scale.ts'
+import { probePayload, readProbe } from '../../bench/probe.ts'
+import { publishPacket } from '../../bench/mqtt-wire.ts'
 import mqttPacket from 'mqtt-packet'
 
 describe('bench probes', () => {

@@ -299,6 +299,6 @@ describe('HTTP', () => {
   it('answers unknown API paths with a JSON 404', async () => {
     const res = await fetch(`${stack.httpUrl}/api/nope`)
     expect(res.status).toBe(404)
-    expect(await res.json()).toEqual({ error: 'no such endpoint: /api/nope' })
+    expect(await res.json()).toEqual({ error: { code: 'E_NOT_FOUND', message: 'no such endpoint: /api/nope' } })
   })
 })

@@ -69,8 +69,11 @@ describe('device registry', () => {
       }),
     ])
     expect((await getJson('/api/devices/kitchen')).body).toEqual(body[0])
-    expect(await getJson('/api/devices/nope')).toEqual({ status: 404, body: { error: 'no device "nope" is known' } })
-    expect(await getJson('/api/devices/%E0%A4%A')).toEqual({ status: 400, body: { error: 'malformed percent-encoding in /api/devices/%E0%A4%A' } })
+    expect(await getJson('/api/devices/nope')).toEqual({ status: 404, body: { error: { code: 'E_UNKNOWN_DEVICE', message: 'no device "nope" is known' } } })
+    expect(await getJson('/api/devices/%E0%A4%A')).toEqual({
+      status: 400,
+      body: { error: { code: 'E_INVALID_REQUEST', message: 'malformed percent-encoding in /api/devices/%E0%A4%A' } },
+    })
   })
 
   it('sends the snapshot to a client that connects later', async () => {
@@ -144,7 +147,7 @@ describe('device registry', () => {
     const device = await stack.mqtt()
     for (const v of [1, 2, 3]) await device.publishAsync('devices/h/telemetry', JSON.stringify({ t: v, u: v * 10 }))
     await device.publishAsync('some/raw', Buffer.from([0xff, 0x00]))
-    await registryUpdate('three points', () => stack.app.bridge.registry.history('h')?.metrics.t?.points.length === 3)
+    await registryUpdate('three points', () => stack.app.bridge.registry.get('h')?.metrics.t?.value === 3)
 
     const { body } = await getJson<{ metrics: Record<string, { points: [number, number][] }> }>('/api/devices/h/history?metrics=t')
     expect(Object.keys(body.metrics)).toEqual(['t'])

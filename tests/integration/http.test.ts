@@ -3,8 +3,9 @@ import { Writable } from 'node:stream'
 import { pino } from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
 import { createBroker, type Broker } from '../../broker/broker.ts'
-import { createHttpServer, type HttpServer } from '../../bridge/http.ts'
+import { createHttpServer, type HttpServer } from '../../server/http.ts'
 import { startStack, type Stack } from '../helpers/stack.ts'
+import { ANONYMOUS } from '../../protocol/index.ts'
 
 /** A pino logger whose lines are kept, parsed, for the test to read. */
 function capturedLogger() {
@@ -32,7 +33,7 @@ describe('HTTP failures', () => {
   it('turns a route that throws into a 500 with a code, and logs it with the request', async () => {
     const { logger, lines } = capturedLogger()
     broker = await createBroker()
-    http = await createHttpServer({ broker, dashboardDir: '/nonexistent', maxSockets: 10, logger })
+    http = await createHttpServer({ maxPacketSize: broker.limits.maxPacketSize, identify: () => ANONYMOUS, dashboardDir: '/nonexistent', maxSockets: 10, logger })
     http.fastify.get('/api/boom', async () => {
       throw new Error('the disk fell off')
     })
@@ -42,7 +43,7 @@ describe('HTTP failures', () => {
 
     const res = await fetch(`http://127.0.0.1:${port}/api/boom`)
     expect(res.status).toBe(500)
-    expect(await res.json()).toEqual({ error: 'internal error; the server log has the details', code: 'E_INTERNAL' })
+    expect(await res.json()).toEqual({ error: { code: 'E_INTERNAL', message: 'internal error; the server log has the details' } })
     const logged = lines.find((l) => l.msg === 'request failed')
     expect(logged).toMatchObject({ url: '/api/boom', err: { message: 'the disk fell off' } })
     // and the server goes on

@@ -89,7 +89,7 @@ describe('no input ends the process', () => {
     for (const query of ['limit=0', 'limit=100000', 'limit=ten']) {
       const res = await fetch(`${target.httpUrl}/api/devices?${query}`)
       expect(res.status).toBe(400)
-      expect(((await res.json()) as { error: string }).error).toContain('limit')
+      expect(await res.json()).toMatchObject({ error: { code: 'E_INVALID_REQUEST', message: expect.stringContaining('limit') } })
     }
     await canary(target)
   })

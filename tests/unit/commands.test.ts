@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { commandFor, createReadingsParser, type CommandTarget, type DeviceFact } from '../../protocol/index.ts'
+import { commandFor, createReadingsParser, type CommandTarget, type DeviceFact } from '../../formats/index.ts'
 
 const generic: CommandTarget = { id: 'd1', format: 'generic', commandBase: 'devices/d1' }
 const tasmota: CommandTarget = { id: 'tasmota_28AF0B', format: 'tasmota', commandBase: 'tasmota_28AF0B', binary: ['POWER'] }

@@ -7,8 +7,8 @@ import { parseBytes } from '../../cli/args.ts'
 import { FlappingDetector } from '../../broker/flapping.ts'
 import { BoundedPersistence, PACKET_OVERHEAD, type AsyncPersistence } from '../../broker/persistence.ts'
 import { brokerDefaults } from '../../broker/broker.ts'
-import { MemoryHistory, Series } from '../../bridge/history.ts'
-import { TopicIndex, pageOf } from '../../bridge/topics.ts'
+import { MemoryStore, Series } from '../../store/memory.ts'
+import { TopicIndex, pageOf } from '../../devices/topic-index.ts'
 import { LIMITS, type LimitName } from '../../protocol/limits.ts'
 
 const doc = readFileSync(new URL('../../docs/limits.md', import.meta.url), 'utf8')
@@ -28,7 +28,7 @@ describe('docs/limits.md', () => {
   })
 
   it('states the sum of the bounds of the defaults as the code computes it', () => {
-    const { total, parts } = memoryBudget({ broker: {}, registry: {}, fanout: {}, app: {} })
+    const { total, parts } = memoryBudget({ broker: {}, registry: {}, store: {}, fanout: {}, app: {} })
     expect(doc).toContain(`**${Math.round(total / 2 ** 20)} MiB**`)
     for (const part of parts) expect(doc).toContain(`| ${Math.round(part.bytes / 2 ** 20)} MiB |`)
   })
@@ -122,23 +122,40 @@ describe('Series', () => {
     const s = new Series(20)
     for (let i = 0; i < 25; i++) s.push(i, i * 10)
     expect(s.length).toBe(20)
-    expect(s.since().map(([t]) => t)).toEqual(Array.from({ length: 20 }, (_, i) => i + 5))
-    expect(s.since(22)).toEqual([[22, 220], [23, 230], [24, 240]])
+    expect(s.range().map(([t]) => t)).toEqual(Array.from({ length: 20 }, (_, i) => i + 5))
+    expect(s.range(22)).toEqual([[22, 220], [23, 230], [24, 240]])
+    expect(s.range(10, 11)).toEqual([[10, 100], [11, 110]])
+    expect(s.last()).toEqual([24, 240])
   })
 })
 
-describe('MemoryHistory', () => {
-  it('keeps a total bound by dropping the least recently updated series', () => {
+describe('MemoryStore', () => {
+  const readings = (device: string, metric: string, n: number, from = 0) =>
+    Array.from({ length: n }, (_, i) => ({ device, metric, ts: from + i, value: from + i }))
+
+  it('keeps a total bound by dropping the least recently updated device', async () => {
     const hits: string[] = []
-    const h = new MemoryHistory({ pointsPerSeries: 10, maxPoints: 25, onLimit: (l) => hits.push(l) })
-    for (let i = 0; i < 10; i++) h.append('d1', 'a', i, i)
-    for (let i = 0; i < 10; i++) h.append('d2', 'b', i, i)
-    h.append('d1', 'a', 10, 10) // d1/a is now the most recently updated
-    for (let i = 0; i < 6; i++) h.append('d3', 'c', i, i)
-    expect(h.points).toBeLessThanOrEqual(25)
+    const store = new MemoryStore({ historySize: 10, maxHistoryPoints: 25, onLimit: (l) => hits.push(l) })
+    store.append(readings('d1', 'a', 10))
+    store.append(readings('d2', 'b', 10))
+    store.append(readings('d1', 'a', 1, 10)) // d1 is now the most recently updated
+    store.append(readings('d3', 'c', 6))
+    expect(store.usage.historyPoints).toBeLessThanOrEqual(25)
     expect(hits).toEqual(['history_points'])
-    expect(h.query('d2').size).toBe(0)
-    expect(h.query('d1').get('a')).toHaveLength(10)
+    expect((await store.query({ device: 'd2' })).metrics).toEqual({})
+    expect((await store.query({ device: 'd1' })).metrics.a).toMatchObject({ points: expect.arrayContaining([[10, 10]]) })
+  })
+
+  it('answers a range with the raw points when they fit, and with buckets that keep the peaks when not', async () => {
+    const store = new MemoryStore()
+    store.append(Array.from({ length: 1000 }, (_, i) => ({ device: 'd', metric: 'm', ts: i * 1000, value: i === 500 ? 99 : 1 })))
+    const raw = await store.query({ device: 'd', from: 10_000, to: 19_000 })
+    expect(raw.metrics.m).toEqual({ points: Array.from({ length: 10 }, (_, i) => [(10 + i) * 1000, 1]) })
+    const coarse = await store.query({ device: 'd', maxPoints: 100 })
+    if (!('buckets' in coarse.metrics.m!)) throw new Error('expected buckets')
+    expect(coarse.metrics.m.buckets.length).toBeLessThanOrEqual(100)
+    expect(Math.max(...coarse.metrics.m.buckets.map(([, , max]) => max))).toBe(99)
+    expect(await store.latest('d')).toEqual({ m: { ts: 999_000, value: 1 } })
   })
 })
 

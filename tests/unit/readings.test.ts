@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { createReadingsParser, type DeviceFact, type ParseResult, type Reading } from '../../protocol/index.ts'
+import { createReadingsParser, type DeviceFact, type ParseResult } from '../../formats/index.ts'
+import type { Reading } from '../../protocol/index.ts'
 
 /** Receive time used throughout: 2024-01-01T12:00:05Z. */
 const T = Date.UTC(2024, 0, 1, 12, 0, 5)

@@ -5,6 +5,7 @@ import {
   LIVE_NAMESPACE,
   type Ack,
   type CommandRequest,
+  type ErrorCode,
   type Envelope,
   type LiveAuth,
   type LiveClientToServerEvents,
@@ -40,7 +41,7 @@ let socket: LiveSocket | null = null
 /** Opens the socket (once) and routes every event to its store. */
 export function connectLive(): void {
   if (socket) return
-  const auth: LiveAuth = { devices: true }
+  const auth: LiveAuth = { view: { devices: true } }
   const s: LiveSocket = io(LIVE_NAMESPACE, {
     auth,
     // WebSocket first; long-polling when a proxy on the way does not pass WebSockets
@@ -104,14 +105,8 @@ export function retryNow(): void {
   socket.connect()
 }
 
-/** What a send resolves with: the server's ack, or why no ack came. */
-export type Reply<T extends object = object> = Ack<T> | LocalFailure
-
-/** Not one of the server's codes: made here when the server could not answer. */
-interface LocalFailure {
-  ok: false
-  error: { code: 'E_NOT_CONNECTED' | 'E_NO_ANSWER'; message: string }
-}
+/** What a send resolves with: the server's ack, or why no ack came (the catalogue's client-side codes). */
+export type Reply<T extends object = object> = Ack<T>
 
 /** Publishes to MQTT, or sends chat text when given a string. */
 export function publish(message: PublishRequest | string): Promise<Reply> {
@@ -140,6 +135,6 @@ function emitWithAck<T extends object>(send: (s: LiveSocket, ack: (ack: Ack<T>) 
   })
 }
 
-function failure(code: LocalFailure['error']['code'], message: string): LocalFailure {
+function failure(code: Extract<ErrorCode, 'E_NOT_CONNECTED' | 'E_NO_ANSWER'>, message: string): Reply {
   return { ok: false, error: { code, message } }
 }

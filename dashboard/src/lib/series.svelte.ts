@@ -49,7 +49,9 @@ class SeriesStore {
    * span it covers, so only live points outside that span are kept next to it.
    */
   merge(history: DeviceHistory): void {
-    for (const [metric, { points }] of Object.entries(history.metrics)) {
+    for (const [metric, kept] of Object.entries(history.metrics)) {
+      // a long range comes as buckets: each one's mean, at its middle
+      const points = 'points' in kept ? kept.points : kept.buckets.map(([start, , , avg]): [number, number] => [start + kept.bucketMs / 2, avg])
       const stored = points
         .filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y))
         .map(([x, y]) => ({ x, y }))

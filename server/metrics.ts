@@ -1,12 +1,13 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import { LIMITS, type LimitName } from '../protocol/limits.ts'
 import type { Broker } from '../broker/broker.ts'
-import type { Bridge } from './bridge.ts'
+import type { Bridge } from '../bridge/bridge.ts'
+import type { Registry as DeviceRegistry } from '../devices/registry.ts'
+import type { HistoryStore } from '../store/history.ts'
 
 /** Prometheus metrics, read from the live counters at scrape time rather than kept twice. */
 export function createMetrics(
-  broker: Broker,
-  bridge: Bridge,
+  { broker, bridge, registry, store }: { broker: Broker; bridge: Bridge; registry: DeviceRegistry; store: HistoryStore },
   limitHits: Readonly<Record<LimitName, number>>,
   uncaughtErrors: () => number,
 ): Registry {
@@ -44,9 +45,11 @@ export function createMetrics(
   gauge('pulseboard_retained_bytes', 'Bytes of retained messages kept by the broker.', () => broker.persistence.usage.retainedBytes)
   gauge('pulseboard_queued_bytes', 'Bytes queued for persistent MQTT sessions.', () => broker.persistence.usage.queuedBytes)
   gauge('pulseboard_sessions', 'Persistent MQTT sessions remembered.', () => broker.persistence.usage.sessions)
-  gauge('pulseboard_devices', 'Devices the registry knows.', () => bridge.registry.usage.devices)
-  gauge('pulseboard_topics', 'Topics in the topic index.', () => bridge.registry.usage.topics)
-  gauge('pulseboard_history_points', 'History points held in memory.', () => bridge.registry.usage.historyPoints)
+  gauge('pulseboard_devices', 'Devices the registry knows.', () => registry.usage.devices)
+  gauge('pulseboard_topics', 'Topics in the topic index.', () => registry.usage.topics)
+  for (const [name, value] of Object.entries(store.usage)) {
+    gauge(`pulseboard_store_${name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}`, `History store: ${name}.`, () => store.usage[name] ?? value)
+  }
   new Counter({
     name: 'pulseboard_limit_hits_total',
     help: 'Times input reached a bound, by limit (docs/limits.md).',

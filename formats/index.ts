@@ -2,9 +2,8 @@ export type {
   CommandResult,
   CommandTarget,
   DeviceFact,
-  DeviceFormat,
+  FormatsState,
   ParseResult,
-  Reading,
   ReadingsParser,
   ReadingsParserOptions,
 } from './types.ts'

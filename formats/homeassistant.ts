@@ -58,14 +58,15 @@ const MAX_REMEMBERED_TOPIC = 1024
 const MAX_NAME_LENGTH = 256
 const MAX_UNIT_LENGTH = 32
 
-interface Availability {
+export interface Availability {
   topic: string
   available: string
   notAvailable: string
   template: Template | undefined
 }
 
-interface Entry {
+/** One discovered entity, as plain data: it is saved and restored with the rest of the discovery state. */
+export interface Entry {
   device: string
   deviceName: string | undefined
   metric: string
@@ -126,6 +127,11 @@ export class HomeAssistantState {
 
   get size(): number {
     return this.total
+  }
+
+  /** Configs oldest first, as plain data. */
+  snapshot(): [configTopic: string, entries: Entry[]][] {
+    return [...this.configs]
   }
 
   private collect(configTopics: Set<string> | undefined): Entry[] {

@@ -1,21 +1,7 @@
 import { z } from 'zod'
-
-/**
- * Which firmware convention a device speaks. `topic` is the fallback for any
- * other topic: the topic levels name the device and the metric.
- */
-export type DeviceFormat = 'generic' | 'tasmota' | 'esphome' | 'homie' | 'homeassistant' | 'topic'
-
-/** One numeric sample from one device. */
-export interface Reading {
-  device: string
-  metric: string
-  /** Always finite; booleans and ON/OFF states are 1/0. */
-  value: number
-  /** Epoch milliseconds: the payload's own timestamp when plausible, otherwise the receive time. */
-  ts: number
-  unit?: string
-}
+import type { DeviceFormat, Reading } from '../protocol/readings.ts'
+import type { Entry as HomeAssistantEntry } from './homeassistant.ts'
+import type { PropertyAttributes } from './homie.ts'
 
 /** Something learned about a device from one message. Facts from many messages are merged by the caller. */
 export interface DeviceFact {
@@ -102,4 +88,17 @@ export interface ReadingsParserOptions {
 export interface ReadingsParser {
   /** Never throws. `ts` is the receive time in epoch milliseconds. */
   parse(topic: string, payload: string, ts: number): ParseResult
+  /** The discovery state, to save; pass it back as `state` to a new parser to restore it. */
+  snapshot(): FormatsState
+}
+
+/**
+ * What the parsers learned from discovery and announcements (Home Assistant configs, Homie
+ * property attributes, ESPHome prefixes), as plain JSON. A restart or another node restores it
+ * with `createReadingsParser({ state })`, so devices announced long ago are still understood.
+ */
+export interface FormatsState {
+  homeassistant: [configTopic: string, entries: HomeAssistantEntry[]][]
+  homie: [propertyTopic: string, attributes: PropertyAttributes][]
+  esphome: string[]
 }

@@ -9,7 +9,7 @@
  *   topic          <device>/<name>/set               ON/OFF for booleans, else text
  * Formats that announce their commands (ESPHome, Homie, Home Assistant) only accept announced names.
  */
-import { topicError } from '../topics.ts'
+import { topicError } from '../protocol/topics.ts'
 import type { CommandResult, CommandTarget } from './types.ts'
 import { parseSwitch } from './values.ts'
 

@@ -2,7 +2,7 @@ import http from 'node:http'
 import net from 'node:net'
 import { Aedes } from 'aedes'
 import { Server } from 'socket.io'
-import { LIVE_NAMESPACE } from '../../protocol/index.ts'
+import { LIVE_NAMESPACE } from '../protocol/index.ts'
 
 /**
  * The bridge as the tutorial's server would grow it: one `emit` of an object

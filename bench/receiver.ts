@@ -3,7 +3,7 @@ import net from 'node:net'
 import * as hdr from 'hdr-histogram-js'
 import mqttPacket from 'mqtt-packet'
 import { io, type Socket } from 'socket.io-client'
-import { LIVE_NAMESPACE, type Envelope } from '../../protocol/index.ts'
+import { LIVE_NAMESPACE, type Envelope } from '../protocol/index.ts'
 import { roleContext } from './ipc.ts'
 import { now, readProbe } from './probe.ts'
 
@@ -62,7 +62,7 @@ function socketClient(track: (payload: string) => void): Promise<void> {
     transports: ['websocket'],
     forceNew: true,
     reconnection: false,
-    ...(live && { auth: { devices: false } }),
+    ...(live && { auth: { view: { devices: false } } }),
   })
   closers.push(() => socket.disconnect())
   if (live) {

@@ -7,15 +7,33 @@ import fastifyStatic from '@fastify/static'
 import { WebSocketServer, createWebSocketStream } from 'ws'
 import { Server } from 'socket.io'
 import type { Logger } from 'pino'
+import { ERRORS, type ErrorCode, type ErrorReply, type Principal } from '../protocol/index.ts'
 import type { OnLimit } from '../protocol/limits.ts'
-import type { Broker } from '../broker/broker.ts'
+import type { Duplex } from 'node:stream'
 import { createOriginCheck, type OriginCheckOptions } from './origin.ts'
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Who is asking: set by the `onRequest` hook, before any route runs. */
+    principal: Principal
+  }
+}
+
+/** Sends `{ error: { code, message } }` with the status the catalogue gives the code. */
+export function sendError(reply: FastifyReply, code: ErrorCode, message: string): FastifyReply {
+  return reply.code(ERRORS[code].status ?? 500).send({ error: { code, message } } satisfies ErrorReply)
+}
 
 /** Path of MQTT over WebSocket on the HTTP port. */
 export const MQTT_WS_PATH = '/mqtt'
 
 export interface HttpServerOptions extends OriginCheckOptions {
-  broker: Broker
+  /** Largest MQTT packet the broker takes: a socket message carries one payload. */
+  maxPacketSize: number
+  /** Serves MQTT over WebSocket at `/mqtt`, when there is an embedded broker to serve it. */
+  handleMqtt?: (stream: Duplex, req: IncomingMessage) => void
+  /** Who a request comes from; the Policy decides what it may see. */
+  identify: (req: IncomingMessage) => Principal
   /** Built dashboard files; a short page explains how to build them when missing. */
   dashboardDir: string
   /** socket.io connections at once, on every namespace together. */
@@ -39,7 +57,6 @@ export interface HttpServer {
  * nor a DNS-rebinding one can drive the devices.
  */
 export async function createHttpServer(opts: HttpServerOptions): Promise<HttpServer> {
-  const { broker } = opts
   const check = createOriginCheck(opts)
   const fastify = Fastify({
     ...(opts.logger ? { loggerInstance: opts.logger as FastifyBaseLogger } : { logger: false }),
@@ -52,8 +69,8 @@ export async function createHttpServer(opts: HttpServerOptions): Promise<HttpSer
     frameworkErrors(err, req, res) {
       const reply = res as FastifyReply
       const pathname = req.url.split('?')[0]
-      if (err.code === 'FST_ERR_BAD_URL') return reply.code(400).send({ error: `malformed percent-encoding in ${pathname}` })
-      return reply.code(400).send({ error: err.message })
+      if (err.code === 'FST_ERR_BAD_URL') return sendError(reply, 'E_INVALID_REQUEST', `malformed percent-encoding in ${pathname}`)
+      return sendError(reply, 'E_INVALID_REQUEST', err.message)
     },
   })
 
@@ -79,16 +96,20 @@ export async function createHttpServer(opts: HttpServerOptions): Promise<HttpSer
     },
   })
 
+  fastify.decorateRequest('principal', null as unknown as Principal)
+  // Where the Policy plugs in: every route after this knows who asks.
   fastify.addHook('onRequest', async (req, reply) => {
     const refused = check(req.raw)
-    if (refused) return reply.code(refused.status).send({ error: refused.message })
+    if (refused) return sendError(reply, refused.code, refused.message)
+    req.principal = opts.identify(req.raw)
   })
 
-  fastify.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown }, req, reply) => {
-    const status = err.statusCode && err.statusCode < 500 ? err.statusCode : 500
-    if (status < 500) return reply.code(status).send({ error: err.message })
+  fastify.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown; validationContext?: string }, req, reply) => {
+    // a schema refused a parameter: say which, as "querystring/limit must be <= 1000"
+    if (err.validation) return sendError(reply, 'E_INVALID_REQUEST', err.message)
+    if (err.statusCode && err.statusCode < 500) return sendError(reply, 'E_INVALID_REQUEST', err.message)
     req.log.error({ err, url: req.url }, 'request failed')
-    return reply.code(500).send({ error: 'internal error; the server log has the details', code: 'E_INTERNAL' })
+    return sendError(reply, 'E_INTERNAL', 'internal error; the server log has the details')
   })
 
   const built = fs.existsSync(path.join(opts.dashboardDir, 'index.html'))
@@ -106,8 +127,8 @@ export async function createHttpServer(opts: HttpServerOptions): Promise<HttpSer
   }
   fastify.setNotFoundHandler((req, reply) => {
     const pathname = req.url.split('?')[0]!
-    if (pathname.startsWith('/api/')) return reply.code(404).send({ error: `no such endpoint: ${pathname}` })
-    if (req.method !== 'GET' && req.method !== 'HEAD') return reply.code(405).send({ error: 'use GET' })
+    if (pathname.startsWith('/api/')) return sendError(reply, 'E_NOT_FOUND', `no such endpoint: ${pathname}`)
+    if (req.method !== 'GET' && req.method !== 'HEAD') return sendError(reply, 'E_METHOD_NOT_ALLOWED', 'use GET')
     // the dashboard routes in the fragment (#/devices/x); any other path is the app too
     if (built) return reply.sendFile('index.html')
     return reply.type('text/html; charset=utf-8').send(UNBUILT_PAGE)
@@ -116,13 +137,14 @@ export async function createHttpServer(opts: HttpServerOptions): Promise<HttpSer
   const io = new Server(fastify.server, {
     serveClient: false,
     // a socket message carries at most one MQTT payload, maybe as base64, plus its envelope
-    maxHttpBufferSize: Math.ceil(broker.limits.maxPacketSize * 1.4) + 4096,
+    maxHttpBufferSize: Math.ceil(opts.maxPacketSize * 1.4) + 4096,
     // we answer upgrades on other paths ourselves (MQTT over WebSocket)
     destroyUpgrade: false,
     allowRequest(req, callback) {
       const refused = check(req)
       if (refused) return callback(refused.message, false)
       if (io.engine.clientsCount >= opts.maxSockets) {
+        // engine.io answers a refusal with HTTP 403 and this message; socket.io clients see a transport error
         opts.onLimit?.('sockets', { sockets: io.engine.clientsCount })
         return callback(`this server takes at most ${opts.maxSockets} socket.io connections (--max-sockets)`, false)
       }
@@ -132,7 +154,7 @@ export async function createHttpServer(opts: HttpServerOptions): Promise<HttpSer
 
   const wss = new WebSocketServer({
     noServer: true,
-    maxPayload: broker.limits.maxPacketSize + 16,
+    maxPayload: opts.maxPacketSize + 16,
     // MQTT over WebSocket is the same broker a web page could drive: same rules as socket.io
     verifyClient: ({ req }, done) => {
       const refused = check(req)
@@ -142,12 +164,13 @@ export async function createHttpServer(opts: HttpServerOptions): Promise<HttpSer
   })
   fastify.server.on('upgrade', (req: IncomingMessage, socket, head) => {
     const pathname = new URL(req.url ?? '/', 'http://localhost').pathname
-    if (pathname === MQTT_WS_PATH) {
+    const { handleMqtt } = opts
+    if (pathname === MQTT_WS_PATH && handleMqtt) {
       wss.handleUpgrade(req, socket, head, (ws) => {
         const stream = createWebSocketStream(ws)
-        // errors end the MQTT session; aedes reports them, the stream must not throw
+        // errors end the MQTT session; the broker reports them, the stream must not throw
         stream.on('error', () => stream.destroy())
-        broker.handle(stream, req)
+        handleMqtt(stream, req)
       })
       return
     }

@@ -26,7 +26,7 @@ import {
 
 export const HOMIE_ROOT = 'homie'
 
-interface PropertyAttributes {
+export interface PropertyAttributes {
   unit?: string
   name?: string
   datatype?: string

@@ -1,28 +1,13 @@
 import { EventEmitter } from 'node:events'
-import {
-  commandFor,
-  createReadingsParser,
-  type CommandResult,
-  type DeviceFact,
-  type DeviceHistory,
-  type DeviceState,
-  type Envelope,
-  type Reading,
-  type TopicSummary,
-} from '../protocol/index.ts'
+import type { DeviceState, Envelope, Reading, TopicSummary } from '../protocol/index.ts'
 import type { OnLimit } from '../protocol/limits.ts'
-import { MemoryHistory } from './history.ts'
-import { TopicIndex, pageOf } from './topics.ts'
+import { commandFor, createReadingsParser, type CommandResult, type DeviceFact, type FormatsState } from '../formats/index.ts'
+import { Presence, type DevicePresence } from './presence.ts'
+import { TopicIndex, pageOf } from './topic-index.ts'
 
 export interface RegistryOptions {
-  /** Points kept per metric for charts and `/history`. @default 3600 */
-  historySize?: number
-  /** Points kept in memory for all metrics together; the least recently updated series go first. @default 2000000 */
-  maxHistoryPoints?: number
-  /** Batch window for `readings` and for device changes that matter (online, stale, a new metric), in ms. @default 100 */
+  /** Batch window of `update` events, in ms. @default 100 */
   updateIntervalMs?: number
-  /** How often a device whose only change is new values is sent again; `readings` carry each value sooner. @default 1000 */
-  valueUpdateIntervalMs?: number
   /** Devices remembered; the least recently seen are forgotten first. @default 5000 */
   maxDevices?: number
   /** Metrics one device may have; readings of more are ignored. @default 64 */
@@ -36,98 +21,91 @@ export interface RegistryOptions {
 }
 
 export const registryDefaults = {
-  historySize: 3600,
-  maxHistoryPoints: 2_000_000,
   updateIntervalMs: 100,
-  valueUpdateIntervalMs: 1000,
   maxDevices: 5000,
   maxMetricsPerDevice: 64,
   maxTopics: 10_000,
   maxTopicIndexBytes: 16 * 1024 * 1024,
 } satisfies Required<Omit<RegistryOptions, 'onLimit'>>
 
-/** How long a silence, in usual intervals, makes an online device stale. */
-const STALE_AFTER_INTERVALS = 3
-/** Messages closer together than this are one burst (a device publishing each sensor on its own topic). */
-const BURST_MS = 250
 const TOPICS_PER_DEVICE = 16
 const TASMOTA_OUTPUT = /^POWER\d*$/
 const ACTUATOR = /^(relay|switch|power|light|led|lamp|plug|outlet|socket|fan|pump|valve|heater|output)[-_]?\d*$/i
-/** Characters of a will's payload shown with its device. */
-const WILL_PREVIEW = 256
 
 interface Device {
   state: DeviceState
+  presence: DevicePresence
   commandBase?: string
   /** Command topics the firmware announced, by metric. */
   commandTopics: Record<string, string>
   binary: Set<string>
   /** Display names announced per metric, kept for metrics that have no reading yet. */
   labels: Map<string, string>
-  /** Smoothed gap between bursts of messages, ms; 0 until measured. */
-  interval: number
-  lastBurst: number
-  /** Online state comes from a status topic, not only from the connection. */
-  announcesStatus: boolean
   /** Metrics with a value, counted against `maxMetricsPerDevice`. */
   metricCount: number
-  /** The MQTT client it was last seen through; its entry in the registry's client map. */
-  clientId?: string
 }
 
 export interface RegistryEvents {
-  /** Devices that changed and readings since the last update. */
-  update: [changed: DeviceState[], readings: Reading[]]
+  /**
+   * One batch: devices with a change that matters (online, stale, name, a new metric or topic),
+   * the readings accepted since the last batch, and devices whose only change is new values.
+   */
+  update: [changed: DeviceState[], readings: Reading[], valuesOnly: DeviceState[]]
+  /** A device was forgotten to stay within `maxDevices`. */
+  forget: [id: string]
 }
 
 /**
- * Devices and their metrics, learned from every message: which firmware
- * format, online or not, latest values and a bounded history per metric.
- * Every table is bounded: devices (least recently seen forgotten first, in
- * O(1)), metrics per device, topics, history points, and the wills and
- * client maps, which hold only connected clients and known devices.
+ * Devices and their latest values, learned from every message through the
+ * firmware formats: which format, its metrics, its commands, and (through
+ * Presence) whether it is there. Devices are kept least recently seen first
+ * and forgotten in constant time at the bound; changes go out in batches.
  */
 export class Registry extends EventEmitter<RegistryEvents> {
   readonly #opts: Required<Omit<RegistryOptions, 'onLimit'>>
   readonly #onLimit: OnLimit
-  readonly #parser = createReadingsParser()
+  readonly #parser: ReturnType<typeof createReadingsParser>
   /** Least recently seen first: a Map keeps insertion order, and each message re-inserts its device. */
   readonly #devices = new Map<string, Device>()
   /** The device seen last, already at the end of `#devices`. */
   #lastSeen: Device | null = null
+  readonly #presence: Presence<Device>
   readonly #topicIndex: TopicIndex
-  readonly #history: MemoryHistory
-  /** Device ids by the MQTT client that published for them; a device is under one client at a time. */
-  readonly #byClient = new Map<string, Set<string>>()
-  /** Wills of connected clients only. */
-  readonly #wills = new Map<string, { topic: string; payload: string }>()
   /** Devices with a change that matters now: online, stale, name, a new metric or topic. */
   readonly #changed = new Set<Device>()
   /** Devices whose only change is new values and last-seen time. */
   readonly #valuesChanged = new Set<Device>()
-  #lastValueFlush = 0
   #readings: Reading[] = []
   #flushTimer: NodeJS.Timeout | null = null
   readonly #staleTimer: NodeJS.Timeout
 
-  constructor(opts: RegistryOptions = {}) {
+  /** `formats` restores what an earlier registry's parsers learned from discovery. */
+  constructor(opts: RegistryOptions = {}, formats?: FormatsState) {
     super()
     const { onLimit, ...rest } = opts
     this.#opts = { ...registryDefaults, ...rest }
     this.#onLimit = onLimit ?? (() => {})
+    this.#parser = createReadingsParser({}, formats)
     this.#topicIndex = new TopicIndex({ maxTopics: this.#opts.maxTopics, maxBytes: this.#opts.maxTopicIndexBytes, onLimit: this.#onLimit })
-    this.#history = new MemoryHistory({
-      pointsPerSeries: this.#opts.historySize,
-      maxPoints: this.#opts.maxHistoryPoints,
-      onLimit: this.#onLimit,
-    })
-    this.#staleTimer = setInterval(() => this.#checkStale(), 1000)
+    this.#presence = new Presence(
+      (id) => this.#devices.get(id),
+      (device) => {
+        this.#changed.add(device)
+        this.#schedule()
+      },
+    )
+    this.#staleTimer = setInterval(() => this.#presence.checkStale(this.#devices.values(), Date.now()), 1000)
     this.#staleTimer.unref()
   }
 
   /** Sizes of the bounded tables, for `/api/health`. */
-  get usage(): { devices: number; topics: number; historyPoints: number; wills: number } {
-    return { devices: this.#devices.size, topics: this.#topicIndex.size, historyPoints: this.#history.points, wills: this.#wills.size }
+  get usage(): { devices: number; topics: number; wills: number } {
+    return { devices: this.#devices.size, topics: this.#topicIndex.size, wills: this.#presence.wills }
+  }
+
+  /** What the parsers learned from discovery, to save and restore. */
+  formats(): FormatsState {
+    return this.#parser.snapshot()
   }
 
   /** Learns from one message on the broker. */
@@ -142,51 +120,33 @@ export class Registry extends EventEmitter<RegistryEvents> {
       if (known && !before.has(device)) before.set(device, signature(known.state))
     }
     const touched = new Set<Device>()
-    const accepted: Reading[] = []
     for (const fact of facts) touched.add(this.#applyFact(fact))
     for (const reading of readings) {
       const device = this.#device(reading.device)
       touched.add(device)
-      if (this.#applyReading(device, reading)) accepted.push(reading)
+      if (this.#applyReading(device, reading)) this.#readings.push(reading)
     }
     for (const device of touched) {
       this.#seen(device, envelope)
       if (before.get(device.state.id) === signature(device.state)) this.#valuesChanged.add(device)
       else this.#changed.add(device)
     }
-    for (const r of accepted) this.#readings.push(r)
     this.#schedule()
   }
 
   /** An MQTT client connected: devices it published for before are back online. */
   clientConnected(clientId: string, will?: { topic: string; payload: string }): void {
-    const shown = will && { topic: will.topic, payload: will.payload.slice(0, WILL_PREVIEW) }
-    if (shown) this.#wills.set(clientId, shown)
-    else this.#wills.delete(clientId)
-    for (const device of this.#devicesOf(clientId)) {
-      device.state.clientId = clientId
-      if (shown) device.state.will = shown
-      this.#setOnline(device, true)
-    }
+    this.#presence.connected(clientId, will)
   }
 
-  /** An MQTT client went away, cleanly or not: its devices are offline now, not at the next timeout. */
+  /** An MQTT client went away, cleanly or not: its devices are offline now. */
   clientDisconnected(clientId: string): void {
-    this.#wills.delete(clientId)
-    for (const device of this.#devicesOf(clientId)) {
-      if (device.state.clientId !== clientId) continue
-      delete device.state.clientId
-      this.#setOnline(device, false)
-    }
+    this.#presence.disconnected(clientId)
   }
 
-  /** A new connection took this client id from a connected one: its devices show it. */
+  /** A new connection took this client id from a connected one. */
   clientTakenOver(clientId: string): void {
-    for (const device of this.#devicesOf(clientId)) {
-      device.state.takeovers = (device.state.takeovers ?? 0) + 1
-      this.#changed.add(device)
-    }
-    this.#schedule()
+    this.#presence.takenOver(clientId)
   }
 
   list(): DeviceState[] {
@@ -200,17 +160,6 @@ export class Registry extends EventEmitter<RegistryEvents> {
 
   get(id: string): DeviceState | undefined {
     return this.#devices.get(id)?.state
-  }
-
-  history(id: string, metrics?: string[], since?: number): DeviceHistory | undefined {
-    const device = this.#devices.get(id)
-    if (!device) return undefined
-    const out: DeviceHistory = { device: id, metrics: {} }
-    for (const [name, points] of this.#history.query(id, metrics, since)) {
-      const unit = device.state.metrics[name]?.unit
-      out.metrics[name] = { ...(unit !== undefined && { unit }), points }
-    }
-    return out
   }
 
   /** Topics sorted by name, after `cursor` (a topic), at most `limit`. */
@@ -246,12 +195,10 @@ export class Registry extends EventEmitter<RegistryEvents> {
     if (device) return device
     device = {
       state: { id, name: id, format, online: false, stale: false, lastSeen: null, metrics: {}, commands: [], topics: [] },
+      presence: Presence.initial(),
       commandTopics: {},
       binary: new Set(),
       labels: new Map(),
-      interval: 0,
-      lastBurst: 0,
-      announcesStatus: false,
       metricCount: 0,
     }
     if (this.#devices.size >= this.#opts.maxDevices) this.#forgetLeastRecent()
@@ -263,11 +210,11 @@ export class Registry extends EventEmitter<RegistryEvents> {
     const [id, device] = this.#devices.entries().next().value!
     this.#devices.delete(id)
     if (this.#lastSeen === device) this.#lastSeen = null
-    this.#history.forget(id)
     this.#changed.delete(device)
     this.#valuesChanged.delete(device)
-    if (device.clientId !== undefined) this.#byClient.get(device.clientId)?.delete(id)
+    this.#presence.forget(device)
     this.#onLimit('devices', { device: id })
+    this.emit('forget', id)
   }
 
   #applyFact(fact: DeviceFact): Device {
@@ -288,10 +235,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
       const m = state.metrics[metric]
       if (m) m.label = label
     }
-    if (fact.online !== undefined) {
-      device.announcesStatus = true
-      this.#setOnline(device, fact.online)
-    }
+    if (fact.online !== undefined) this.#presence.announced(device, fact.online)
     state.commands = this.#commandNames(device)
     return device
   }
@@ -326,7 +270,6 @@ export class Registry extends EventEmitter<RegistryEvents> {
       ...(label !== undefined && { label }),
       ...(device.binary.has(reading.metric) && { binary: true }),
     }
-    this.#history.append(device.state.id, reading.metric, reading.ts, reading.value)
     return true
   }
 
@@ -338,69 +281,11 @@ export class Registry extends EventEmitter<RegistryEvents> {
       this.#devices.set(state.id, device)
       this.#lastSeen = device
     }
-    const now = envelope.ts
-    if (now - device.lastBurst >= BURST_MS) {
-      if (device.lastBurst > 0) {
-        const gap = now - device.lastBurst
-        device.interval = device.interval === 0 ? gap : device.interval * 0.7 + gap * 0.3
-      }
-      device.lastBurst = now
-    }
-    state.lastSeen = now
-    if (state.stale) {
-      state.stale = false
-      this.#changed.add(device)
-    }
     if (!state.topics.includes(envelope.topic)) {
       state.topics.unshift(envelope.topic)
       if (state.topics.length > TOPICS_PER_DEVICE) state.topics.pop()
     }
-    const clientId = envelope.source === 'mqtt' ? envelope.clientId : undefined
-    if (clientId) {
-      state.clientId = clientId
-      const will = this.#wills.get(clientId)
-      if (will) state.will = will
-      if (device.clientId !== clientId) {
-        if (device.clientId !== undefined) this.#byClient.get(device.clientId)?.delete(state.id)
-        device.clientId = clientId
-        let ids = this.#byClient.get(clientId)
-        if (!ids) this.#byClient.set(clientId, (ids = new Set()))
-        ids.add(state.id)
-      }
-      // publishing proves the connection; a status topic that said offline is corrected by its own next message
-      if (!device.announcesStatus) this.#setOnline(device, true)
-    }
-  }
-
-  #setOnline(device: Device, online: boolean): void {
-    if (device.state.online === online && !device.state.stale) return
-    device.state.online = online
-    device.state.stale = false
-    this.#changed.add(device)
-    this.#schedule()
-  }
-
-  #devicesOf(clientId: string): Device[] {
-    const ids = this.#byClient.get(clientId)
-    if (!ids) return []
-    if (ids.size === 0) {
-      this.#byClient.delete(clientId)
-      return []
-    }
-    return [...ids].map((id) => this.#devices.get(id)).filter((d): d is Device => d !== undefined)
-  }
-
-  #checkStale(): void {
-    const now = Date.now()
-    for (const device of this.#devices.values()) {
-      const { state } = device
-      if (!state.online || state.stale || device.interval === 0 || state.lastSeen === null) continue
-      if (now - state.lastSeen > STALE_AFTER_INTERVALS * device.interval) {
-        state.stale = true
-        this.#changed.add(device)
-      }
-    }
-    if (this.#changed.size > 0) this.#schedule()
+    this.#presence.seen(device, envelope)
   }
 
   #schedule(): void {
@@ -409,18 +294,13 @@ export class Registry extends EventEmitter<RegistryEvents> {
 
   #flush(): void {
     this.#flushTimer = null
-    const now = Date.now()
-    if (this.#valuesChanged.size > 0 && now - this.#lastValueFlush >= this.#opts.valueUpdateIntervalMs) {
-      for (const device of this.#valuesChanged) this.#changed.add(device)
-      this.#valuesChanged.clear()
-      this.#lastValueFlush = now
-    }
     const changed = [...this.#changed].map((d) => d.state)
+    const valuesOnly = [...this.#valuesChanged].filter((d) => !this.#changed.has(d)).map((d) => d.state)
     const readings = this.#readings
     this.#changed.clear()
+    this.#valuesChanged.clear()
     this.#readings = []
-    if (changed.length > 0 || readings.length > 0) this.emit('update', changed, readings)
-    if (this.#valuesChanged.size > 0) this.#schedule()
+    if (changed.length > 0 || readings.length > 0 || valuesOnly.length > 0) this.emit('update', changed, readings, valuesOnly)
   }
 }
 

@@ -1,14 +1,19 @@
 import net from 'node:net'
 import { fileURLToPath } from 'node:url'
 import type { Logger } from 'pino'
-import type { FastifyReply, FastifyRequest } from 'fastify'
+import { ANONYMOUS, OPEN_POLICY, type HealthReport } from '../protocol/index.ts'
 import { createBroker, type Broker, type BrokerOptions } from '../broker/broker.ts'
-import { createBridge, type Bridge, type BridgeOptions } from './bridge.ts'
+import { createBridge, type Bridge, type BridgeOptions } from '../bridge/bridge.ts'
+import { embeddedSource } from '../bridge/embedded.ts'
+import type { MessageSource } from '../bridge/source.ts'
+import { Registry, type RegistryOptions } from '../devices/registry.ts'
+import type { HistoryStore } from '../store/history.ts'
+import { MemoryStore, type MemoryStoreOptions } from '../store/memory.ts'
+import { registerApi } from './api.ts'
 import { createHttpServer, type HttpServer } from './http.ts'
 import { createLimitLog } from './limit-log.ts'
 import { createMetrics } from './metrics.ts'
 import type { OriginCheckOptions } from './origin.ts'
-import type { HealthReport } from '../protocol/index.ts'
 
 export interface PulseboardOptions extends BrokerOptions, BridgeOptions, OriginCheckOptions {
   /** MQTT over TCP. 0 picks a free port. @default 1883 */
@@ -21,6 +26,9 @@ export interface PulseboardOptions extends BrokerOptions, BridgeOptions, OriginC
   dashboardDir?: string
   /** socket.io connections at once, on / and /live together. @default 500 */
   maxSockets?: number
+  registry?: RegistryOptions
+  /** The in-memory history. */
+  store?: MemoryStoreOptions
   logger?: Logger
 }
 
@@ -30,9 +38,6 @@ export const pulseboardDefaults = {
   maxSockets: 500,
   dashboardDir: fileURLToPath(new URL('../dashboard/dist', import.meta.url)),
 }
-
-/** Items in one page of `/api/devices` or `/api/topics`: the default, and the most a client may ask for. */
-export const PAGE = { default: 500, max: 1000 }
 
 /** A listener that could not start because its port is taken. */
 export class PortInUseError extends Error {
@@ -47,6 +52,9 @@ export class PortInUseError extends Error {
 
 export interface Pulseboard {
   readonly broker: Broker
+  readonly source: MessageSource
+  readonly registry: Registry
+  readonly store: HistoryStore
   readonly bridge: Bridge
   readonly http: HttpServer
   /** Starts both listeners; resolves with the ports actually bound. */
@@ -57,22 +65,31 @@ export interface Pulseboard {
   close(): Promise<void>
 }
 
-const pageQuery = {
-  type: 'object',
-  properties: {
-    limit: { type: 'integer', minimum: 1, maximum: PAGE.max, default: PAGE.default },
-    cursor: { type: 'string', maxLength: 65535 },
-  },
-} as const
-
+/**
+ * The composition root: the broker and its MessageSource, the registry, the
+ * store, the bridge and the HTTP API, wired as data flows through them:
+ * device → broker → bridge → registry → store, and bridge → dashboard.
+ */
 export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pulseboard> {
   const startedAt = Date.now()
   const logger = opts.logger
   const limitLog = createLimitLog(logger)
   const onLimit = limitLog.report
-  const broker = await createBroker({ ...opts, onLimit })
+  const policy = OPEN_POLICY
+
+  const broker = await createBroker({ ...opts, policy, onLimit })
+  const source = embeddedSource(broker, policy)
+  const registry = new Registry({ onLimit, ...opts.registry })
+  const store: HistoryStore = new MemoryStore({ onLimit, ...opts.store })
+  registry.on('update', (_changed, readings) => {
+    if (readings.length > 0) store.append(readings)
+  })
+  registry.on('forget', (id) => store.forget(id))
+
   const http = await createHttpServer({
-    broker,
+    maxPacketSize: source.limits.maxPacketSize,
+    handleMqtt: (stream, req) => broker.handle(stream, req),
+    identify: () => ANONYMOUS,
     dashboardDir: opts.dashboardDir ?? pulseboardDefaults.dashboardDir,
     maxSockets: opts.maxSockets ?? pulseboardDefaults.maxSockets,
     ...(opts.allowOrigins && { allowOrigins: opts.allowOrigins }),
@@ -80,64 +97,38 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
     ...(logger && { logger }),
     onLimit,
   })
-  const bridge = createBridge(broker, http.io, { ...opts, onLimit })
+  const bridge = createBridge({ source, io: http.io, registry, policy }, { ...opts, onLimit })
   let uncaughtErrors = 0
-  const metrics = createMetrics(broker, bridge, limitLog.hits, () => uncaughtErrors)
-  const { fastify } = http
-  const { registry } = bridge
+  const metrics = createMetrics({ broker, bridge, registry, store }, limitLog.hits, () => uncaughtErrors)
 
   let mqttPort = opts.mqttPort ?? pulseboardDefaults.mqttPort
-  fastify.get('/api/health', async () => ({
-    status: 'ok',
-    uptime: (Date.now() - startedAt) / 1000,
-    mqtt: {
-      port: mqttPort,
-      clients: broker.stats.clients,
-      messagesIn: broker.stats.messagesIn,
-      messagesOut: broker.stats.messagesOut,
-    },
-    sockets: { chat: bridge.chat.sockets.size, live: bridge.live.sockets.size },
-    bridge: { ...bridge.stats, ...bridge.fanout.stats },
-    usage: { ...broker.persistence.usage, ...registry.usage },
-    limits: limitLog.hits,
-  } satisfies HealthReport))
-  fastify.get('/metrics', async (_req, reply) => reply.type(metrics.contentType).send(await metrics.metrics()))
-
-  type Paged = FastifyRequest<{ Querystring: { limit: number; cursor?: string } }>
-  /** Sends one page; `Link: <…>; rel="next"` (RFC 8288) says where the next one is, so bodies stay plain arrays. */
-  function sendPage<T>(req: Paged, reply: FastifyReply, items: T[], key: (item: T) => string): T[] {
-    const { limit } = req.query
-    const last = items[limit - 1]
-    if (items.length > limit && last !== undefined) {
-      const next = `${req.url.split('?')[0]}?limit=${limit}&cursor=${encodeURIComponent(key(last))}`
-      void reply.header('link', `<${next}>; rel="next"`)
-    }
-    return items.slice(0, limit)
-  }
-
-  const unknownDevice = (reply: FastifyReply, id: string) => reply.code(404).send({ error: `no device ${JSON.stringify(id)} is known` })
-  fastify.get('/api/devices', { schema: { querystring: pageQuery } }, async (req: Paged, reply) =>
-    sendPage(req, reply, registry.page(req.query.limit + 1, req.query.cursor), (d) => d.id),
-  )
-  fastify.get('/api/devices/:id', async (req: FastifyRequest<{ Params: { id: string } }>, reply) => {
-    const device = registry.get(req.params.id)
-    return device ?? unknownDevice(reply, req.params.id)
+  registerApi(http.fastify, {
+    registry,
+    store,
+    policy,
+    health: () =>
+      ({
+        status: 'ok',
+        uptime: (Date.now() - startedAt) / 1000,
+        mqtt: {
+          port: mqttPort,
+          clients: broker.stats.clients,
+          messagesIn: broker.stats.messagesIn,
+          messagesOut: broker.stats.messagesOut,
+        },
+        sockets: { chat: bridge.chat.sockets.size, live: bridge.live.sockets.size },
+        bridge: { ...bridge.stats, ...bridge.fanout.stats },
+        usage: { ...broker.persistence.usage, ...registry.usage, ...store.usage },
+        limits: limitLog.hits,
+      }) satisfies HealthReport,
+    metrics: async () => ({ contentType: metrics.contentType, body: await metrics.metrics() }),
   })
-  fastify.get(
-    '/api/devices/:id/history',
-    async (req: FastifyRequest<{ Params: { id: string }; Querystring: { metrics?: string; since?: string } }>, reply) => {
-      const metrics = req.query.metrics?.split(',').filter(Boolean)
-      const since = Number(req.query.since ?? '')
-      const history = registry.history(req.params.id, metrics, Number.isFinite(since) && since > 0 ? since : undefined)
-      return history ?? unknownDevice(reply, req.params.id)
-    },
-  )
-  fastify.get('/api/topics', { schema: { querystring: pageQuery } }, async (req: Paged, reply) =>
-    sendPage(req, reply, registry.topics(req.query.limit + 1, req.query.cursor), (t) => t.topic),
-  )
+
+  // Retained messages are the broker's memory of what devices last said: start the registry from them.
+  for await (const message of source.retained()) bridge.learn(message)
 
   async function listen(): Promise<{ mqttPort: number; port: number }> {
-    await fastify.ready()
+    await http.fastify.ready()
     mqttPort = await listenOn(broker.tcpServer, 'mqtt', mqttPort, opts.host)
     const port = await listenOn(http.server, 'http', opts.port ?? pulseboardDefaults.port, opts.host)
     return { mqttPort, port }
@@ -151,11 +142,13 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
   async function close(): Promise<void> {
     await http.close()
     await bridge.close()
+    registry.close()
+    await store.close()
     await broker.close()
     limitLog.close()
   }
 
-  return { broker, bridge, http, listen, uncaught, close }
+  return { broker, source, registry, store, bridge, http, listen, uncaught, close }
 }
 
 function listenOn(server: net.Server, listener: 'mqtt' | 'http', port: number, host?: string): Promise<number> {

@@ -1,6 +1,6 @@
 /** A bench role: many idle connections, MQTT devices or dashboard sockets, to measure what each costs. */
 import { io } from 'socket.io-client'
-import { LIVE_NAMESPACE } from '../../protocol/index.ts'
+import { LIVE_NAMESPACE } from '../protocol/index.ts'
 import { roleContext } from './ipc.ts'
 import { connectRaw } from './mqtt-wire.ts'
 
@@ -31,7 +31,7 @@ function connectOne(i: number): Promise<void> {
     transports: ['websocket'],
     forceNew: true,
     reconnection: false,
-    auth: { devices: false },
+    auth: { view: { devices: false } },
   })
   closers.push(() => socket.disconnect())
   return new Promise((resolve, reject) => {

@@ -2,7 +2,8 @@
  * Shared, pure helpers for turning device payloads into numbers and names.
  * Nothing here throws on device input.
  */
-import type { DeviceFact, DeviceFormat, ParseResult, Reading } from './types.ts'
+import type { DeviceFormat, Reading } from '../protocol/readings.ts'
+import type { DeviceFact, ParseResult } from './types.ts'
 
 /** Limits every format module works within; filled from the parser options. */
 export interface Limits {
@@ -280,5 +281,10 @@ export class BoundedMap<K, V> {
 
   get size(): number {
     return this.map.size
+  }
+
+  /** Oldest first: loading them back with `set` in this order keeps the same eviction order. */
+  entries(): [K, V][] {
+    return [...this.map]
   }
 }

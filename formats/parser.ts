@@ -1,4 +1,4 @@
-import { topicError } from '../topics.ts'
+import { topicError } from '../protocol/topics.ts'
 import { EsphomeState, parseEsphome } from './esphome.ts'
 import { parseFallback } from './fallback.ts'
 import { parseGeneric } from './generic.ts'
@@ -7,6 +7,7 @@ import { HomieState, parseHomie } from './homie.ts'
 import { parseTasmota } from './tasmota.ts'
 import {
   ReadingsParserOptionsSchema,
+  type FormatsState,
   type ParseResult,
   type ReadingsParser,
   type ReadingsParserOptions,
@@ -24,7 +25,8 @@ const defaults: Required<ReadingsParserOptions> = {
 // Formats are tried in order; the first that claims a topic decides it:
 // HA discovery configs, topics a discovery config mapped, Homie, generic (`devices/`),
 // Tasmota, ESPHome, then the topic-named fallback. Throws only on invalid options.
-export function createReadingsParser(options: ReadingsParserOptions = {}): ReadingsParser {
+// `state` is a snapshot of an earlier parser: what it learned from discovery is known at once.
+export function createReadingsParser(options: ReadingsParserOptions = {}, state?: FormatsState): ReadingsParser {
   const checked = ReadingsParserOptionsSchema.safeParse(options)
   if (!checked.success) {
     const issue = checked.error.issues[0]
@@ -40,6 +42,15 @@ export function createReadingsParser(options: ReadingsParserOptions = {}): Readi
   const homeassistant = new HomeAssistantState(limits.maxRemembered)
   const homie = new HomieState(limits.maxRemembered)
   const esphome = new EsphomeState(limits.maxRemembered)
+  if (state) restore(state)
+
+  /** A snapshot from disk may be from another version or damaged: what does not fit is skipped. */
+  function restore(saved: FormatsState): void {
+    const pairs = (value: unknown) => (Array.isArray(value) ? value.filter((p) => Array.isArray(p) && typeof p[0] === 'string') : [])
+    for (const [topic, entries] of pairs(saved.homeassistant)) if (Array.isArray(entries)) homeassistant.put(topic, entries)
+    for (const [topic, attributes] of pairs(saved.homie)) if (attributes && typeof attributes === 'object') homie.properties.set(topic, attributes)
+    for (const prefix of Array.isArray(saved.esphome) ? saved.esphome : []) if (typeof prefix === 'string') esphome.prefixes.set(prefix, true)
+  }
 
   function route(msg: Message): ParseResult {
     return (
@@ -58,6 +69,13 @@ export function createReadingsParser(options: ReadingsParserOptions = {}): Readi
   }
 
   return {
+    snapshot(): FormatsState {
+      return {
+        homeassistant: homeassistant.snapshot(),
+        homie: homie.properties.entries(),
+        esphome: esphome.prefixes.entries().map(([prefix]) => prefix),
+      }
+    },
     parse(topic: string, payload: string, ts: number): ParseResult {
       // Callers in plain JS (or a bad cast) may hand us anything; none of it may throw.
       if (typeof topic !== 'string' || typeof payload !== 'string') return empty()

@@ -1,0 +1,59 @@
+import type { Principal } from '../protocol/access.ts'
+
+/** One MQTT message as the rest of Pulseboard sees it, whichever broker carried it. */
+export interface Message {
+  topic: string
+  payload: Buffer
+  qos: 0 | 1 | 2
+  retain: boolean
+  /** Epoch ms when this node received it. */
+  ts: number
+  /** Who published it: an MQTT client (its id when known), or a socket client through Pulseboard. */
+  from: { kind: 'mqtt'; clientId?: string } | { kind: 'socket'; socketId: string }
+  /** This node received it from its publisher, rather than from another node: it is stored here. */
+  local: boolean
+}
+
+/** What a socket client publishes. */
+export interface OutgoingMessage {
+  topic: string
+  payload: Buffer
+  qos: 0 | 1 | 2
+  retain: boolean
+  socketId: string
+}
+
+/** What the source knows of its clients' connections. A broker that says nothing of them sends none. */
+export type PresenceEvent =
+  | { type: 'connect'; clientId: string; will?: { topic: string; payload: Buffer } }
+  | { type: 'disconnect'; clientId: string }
+  | { type: 'takeover'; clientId: string }
+
+export interface MessageSourceLimits {
+  /** Largest MQTT packet the broker takes, in bytes. */
+  maxPacketSize: number
+  /** Longest topic, in UTF-8 bytes. */
+  maxTopicLength: number
+}
+
+/**
+ * Where MQTT messages come from and go to: the embedded broker, or one that
+ * Pulseboard connects to. The bridge, the registry and the store see only
+ * this, so none of them knows which broker it is.
+ */
+export interface MessageSource {
+  /** For people: where the messages come from. */
+  readonly description: string
+  readonly limits: MessageSourceLimits
+  /**
+   * Every message matching `filter`, published by anyone (socket clients through
+   * `publish` included, exactly once); `$` topics only when the filter names them.
+   * Returns a function that ends the subscription.
+   */
+  subscribe(filter: string, handler: (message: Message) => void): () => void
+  /** Publishes for a principal; rejects with a CodedError when the policy or the broker refuses. */
+  publish(message: OutgoingMessage, principal: Principal): Promise<void>
+  onPresence(handler: (event: PresenceEvent) => void): () => void
+  /** The retained messages held now; the registry starts from them. */
+  retained(): AsyncIterable<Message>
+}

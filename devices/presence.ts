@@ -1,0 +1,157 @@
+import type { DeviceState, Envelope } from '../protocol/index.ts'
+
+/** How long a silence, in usual intervals, makes an online device stale. */
+const STALE_AFTER_INTERVALS = 3
+/** Messages closer together than this are one burst (a device publishing each sensor on its own topic). */
+const BURST_MS = 250
+/** Characters of a will's payload shown with its device. */
+const WILL_PREVIEW = 256
+
+/** What presence keeps per device, beside its state. */
+export interface DevicePresence {
+  /** Smoothed gap between bursts of messages, ms; 0 until measured. */
+  interval: number
+  lastBurst: number
+  /** Online state comes from a status topic, not only from the connection. */
+  announcesStatus: boolean
+  /** The MQTT client it was last seen through. */
+  clientId?: string
+}
+
+export interface Tracked {
+  state: DeviceState
+  presence: DevicePresence
+}
+
+/**
+ * Whether each device is there: online from its connection, its will or its
+ * status topic, offline at once when its connection drops, stale when it goes
+ * quiet for 3 × its usual interval. Keeps the wills of connected clients only,
+ * and which devices each client publishes for (one client per device).
+ */
+export class Presence<D extends Tracked> {
+  readonly #lookup: (id: string) => D | undefined
+  readonly #changed: (device: D) => void
+  /** Device ids by the MQTT client that published for them. */
+  readonly #byClient = new Map<string, Set<string>>()
+  /** Wills of connected clients only. */
+  readonly #wills = new Map<string, { topic: string; payload: string }>()
+
+  /** `lookup` finds a device by id; `changed` is told of each device whose presence changed. */
+  constructor(lookup: (id: string) => D | undefined, changed: (device: D) => void) {
+    this.#lookup = lookup
+    this.#changed = changed
+  }
+
+  /** Wills held, one per connected client that set one. */
+  get wills(): number {
+    return this.#wills.size
+  }
+
+  static initial(): DevicePresence {
+    return { interval: 0, lastBurst: 0, announcesStatus: false }
+  }
+
+  /** A message of this device arrived. */
+  seen(device: D, envelope: Envelope): void {
+    const { state, presence } = device
+    const now = envelope.ts
+    if (now - presence.lastBurst >= BURST_MS) {
+      if (presence.lastBurst > 0) {
+        const gap = now - presence.lastBurst
+        presence.interval = presence.interval === 0 ? gap : presence.interval * 0.7 + gap * 0.3
+      }
+      presence.lastBurst = now
+    }
+    state.lastSeen = now
+    if (state.stale) {
+      state.stale = false
+      this.#changed(device)
+    }
+    const clientId = envelope.source === 'mqtt' ? envelope.clientId : undefined
+    if (!clientId) return
+    state.clientId = clientId
+    const will = this.#wills.get(clientId)
+    if (will) state.will = will
+    if (presence.clientId !== clientId) {
+      if (presence.clientId !== undefined) this.#byClient.get(presence.clientId)?.delete(state.id)
+      presence.clientId = clientId
+      let ids = this.#byClient.get(clientId)
+      if (!ids) this.#byClient.set(clientId, (ids = new Set()))
+      ids.add(state.id)
+    }
+    // publishing proves the connection; a status topic that said offline is corrected by its own next message
+    if (!presence.announcesStatus) this.#setOnline(device, true)
+  }
+
+  /** A status topic, will or `$state` of this device said online or offline. */
+  announced(device: D, online: boolean): void {
+    device.presence.announcesStatus = true
+    this.#setOnline(device, online)
+  }
+
+  /** An MQTT client connected: devices it published for before are back online. */
+  connected(clientId: string, will?: { topic: string; payload: string }): void {
+    const shown = will && { topic: will.topic, payload: will.payload.slice(0, WILL_PREVIEW) }
+    if (shown) this.#wills.set(clientId, shown)
+    else this.#wills.delete(clientId)
+    for (const device of this.#devicesOf(clientId)) {
+      device.state.clientId = clientId
+      if (shown) device.state.will = shown
+      this.#setOnline(device, true)
+    }
+  }
+
+  /** An MQTT client went away, cleanly or not: its devices are offline now, not at the next timeout. */
+  disconnected(clientId: string): void {
+    this.#wills.delete(clientId)
+    for (const device of this.#devicesOf(clientId)) {
+      if (device.state.clientId !== clientId) continue
+      delete device.state.clientId
+      this.#setOnline(device, false)
+    }
+  }
+
+  /** A new connection took this client id from a connected one: its devices show it. */
+  takenOver(clientId: string): void {
+    for (const device of this.#devicesOf(clientId)) {
+      device.state.takeovers = (device.state.takeovers ?? 0) + 1
+      this.#changed(device)
+    }
+  }
+
+  /** The registry forgot this device. */
+  forget(device: D): void {
+    const { clientId } = device.presence
+    if (clientId !== undefined) this.#byClient.get(clientId)?.delete(device.state.id)
+  }
+
+  /** Marks online devices that went quiet as stale. */
+  checkStale(devices: Iterable<D>, now: number): void {
+    for (const device of devices) {
+      const { state, presence } = device
+      if (!state.online || state.stale || presence.interval === 0 || state.lastSeen === null) continue
+      if (now - state.lastSeen > STALE_AFTER_INTERVALS * presence.interval) {
+        state.stale = true
+        this.#changed(device)
+      }
+    }
+  }
+
+  #setOnline(device: D, online: boolean): void {
+    if (device.state.online === online && !device.state.stale) return
+    device.state.online = online
+    device.state.stale = false
+    this.#changed(device)
+  }
+
+  #devicesOf(clientId: string): D[] {
+    const ids = this.#byClient.get(clientId)
+    if (!ids) return []
+    if (ids.size === 0) {
+      this.#byClient.delete(clientId)
+      return []
+    }
+    return [...ids].map((id) => this.#lookup(id)).filter((d): d is D => d !== undefined)
+  }
+}
