@@ -1,5 +1,6 @@
 /** A bench role: clients that receive the probes and measure latency, loss and duplicates. */
 import net from 'node:net'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
 import * as hdr from 'hdr-histogram-js'
 import mqttPacket from 'mqtt-packet'
 import { io, type Socket } from 'socket.io-client'
@@ -24,6 +25,8 @@ export interface ReceiverReport {
   histogram: string
   received: number
   duplicates: number
+  /** This process's own event-loop delay while it received measured probes, ms: the harness's share of the tail. */
+  eventLoopDelay: { p99: number; max: number }
 }
 
 const ctx = roleContext<ReceiverConfig>()
@@ -38,6 +41,7 @@ let received = 0
 let heard = 0
 let duplicates = 0
 const closers: (() => void)[] = []
+const loopDelay = monitorEventLoopDelay({ resolution: 1 })
 
 /** Each client keeps the last sequence number per device, to spot duplicates and reordering. */
 function createClientTracker(): (payload: string) => void {
@@ -50,7 +54,11 @@ function createClientTracker(): (payload: string) => void {
     lastSeq.set(probe.device, Math.max(last, probe.seq))
     if (!probe.measured) return
     if (probe.seq <= last) duplicates++
-    received++
+    // measured from the first probe of the window on
+    if (received++ === 0) {
+      loopDelay.reset()
+      loopDelay.enable()
+    }
     histogram.recordValue(Math.max(1, Math.round((now() - probe.sentAt) * 1000)))
   }
 }
@@ -104,7 +112,10 @@ function mqttClient(track: (payload: string) => void, index: number): Promise<vo
 }
 
 ctx.on('report', () => {
-  ctx.send({ type: 'report', histogram: hdr.encodeIntoCompressedBase64(histogram), received, duplicates } satisfies ReceiverReport)
+  loopDelay.disable()
+  const ms = (ns: number) => (Number.isFinite(ns) ? Math.round(ns / 1e4) / 100 : 0)
+  const eventLoopDelay = { p99: ms(loopDelay.percentile(99)), max: ms(loopDelay.max) }
+  ctx.send({ type: 'report', histogram: hdr.encodeIntoCompressedBase64(histogram), received, duplicates, eventLoopDelay } satisfies ReceiverReport)
 })
 ctx.on('stop', () => {
   for (const close of closers) close()

@@ -47,6 +47,8 @@ export interface ScenarioResult {
   rssSeries: [number, number][]
   /** The server's event-loop delay and garbage-collection pauses over the measured window; null for mosquitto or --url. */
   pauses: ServerPauses | null
+  /** The receiver processes' own event-loop delay, ms: the worst of them. */
+  receiverLoopDelay: { p99: number; max: number }
 }
 
 export type Progress = (line: { phase: 'warmup' | 'measure' | 'drain'; seconds: number; deliveredPerSecond: number }) => void
@@ -209,6 +211,10 @@ export async function runScenario(opts: ScenarioOptions, progress: Progress = ()
         rssMb: Number.isFinite(after.rssBytes) ? after.rssBytes / 1e6 : null,
         rssSeries,
         pauses,
+        receiverLoopDelay: {
+          p99: Math.max(...reports.map((r) => r.eventLoopDelay.p99)),
+          max: Math.max(...reports.map((r) => r.eventLoopDelay.max)),
+        },
       }
     } finally {
       clearInterval(ticker)

@@ -173,13 +173,15 @@ export class Fanout {
     const skipped = [...this.#lagging]
     const missed = new Map<string, number>()
     let chatCount = 0
+    // socket.io encodes a broadcast before it looks for receivers: with nobody on `/`, skip the work
+    const chatTarget = this.#chat.sockets.size > 0 ? this.#chat.except(LAGGING) : null
     for (const envelope of queue) {
       // [MQTT-4.7.2-1] $SYS belongs to the broker; the seed protocol never carried it
       if (envelope.topic.startsWith('$')) continue
-      this.#chat.except(LAGGING).emit('message', envelope.payload)
+      chatTarget?.emit('message', envelope.payload)
       chatCount++
     }
-    this.stats.broadcasts += chatCount
+    if (chatTarget) this.stats.broadcasts += chatCount
 
     for (const [room, group] of this.#groups) {
       const batch = queue.filter((e) => group.filters.some((f) => topicMatches(f, e.topic)))

@@ -196,6 +196,10 @@ function median(rows: Row[]): ScenarioResult {
       publishers: pick((r) => r.generatorCpu.publishers)!,
       receivers: pick((r) => r.generatorCpu.receivers)!,
     },
+    receiverLoopDelay: {
+      p99: pick((r) => r.receiverLoopDelay.p99)!,
+      max: pick((r) => r.receiverLoopDelay.max)!,
+    },
     pauses: first.pauses && {
       eventLoopDelay: {
         p50: pick((r) => r.pauses?.eventLoopDelay.p50 ?? null)!,
@@ -213,7 +217,7 @@ function median(rows: Row[]): ScenarioResult {
 }
 
 function table(results: ScenarioResult[], runs: number): string {
-  const head = ['target', 'receivers', 'sent/s', 'deliveries/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'lost', 'dup', 'CPU %', 'RSS MB', 'loop p99/max ms', 'GC ms (max)', 'gen CPU % (pub+rx)']
+  const head = ['target', 'receivers', 'sent/s', 'deliveries/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'lost', 'dup', 'CPU %', 'RSS MB', 'loop p99/max ms', 'GC ms (max)', 'rx loop p99 ms', 'gen CPU % (pub+rx)']
   const rows = results.map((r) => [
     r.target,
     `${r.clients} ${r.receiver}`,
@@ -229,6 +233,7 @@ function table(results: ScenarioResult[], runs: number): string {
     r.rssMb === null ? 'n/a' : fmt(r.rssMb),
     r.pauses ? `${fmt(r.pauses.eventLoopDelay.p99, 1)}/${fmt(r.pauses.eventLoopDelay.max, 1)}` : 'n/a',
     r.pauses ? `${fmt(r.pauses.gc.totalMs)} (${fmt(r.pauses.gc.maxMs, 1)})` : 'n/a',
+    fmt(r.receiverLoopDelay.p99, 1),
     `${fmt(r.generatorCpu.publishers)}+${fmt(r.generatorCpu.receivers)}`,
   ])
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))

@@ -52,8 +52,8 @@ export class Presence<D extends Tracked> {
     return { interval: 0, lastBurst: 0, announcesStatus: false }
   }
 
-  /** A message of this device arrived. */
-  seen(device: D, envelope: Envelope): void {
+  /** A message of this device arrived; true when the client it comes through, or its will, changed. */
+  seen(device: D, envelope: Envelope): boolean {
     const { state, presence } = device
     const now = envelope.ts
     if (now - presence.lastBurst >= BURST_MS) {
@@ -69,9 +69,11 @@ export class Presence<D extends Tracked> {
       this.#changed(device)
     }
     const clientId = envelope.source === 'mqtt' ? envelope.clientId : undefined
-    if (!clientId) return
+    if (!clientId) return false
+    const moved = state.clientId !== clientId
     state.clientId = clientId
     const will = this.#wills.get(clientId)
+    const newWill = will !== undefined && state.will?.topic !== will.topic
     if (will) state.will = will
     if (presence.clientId !== clientId) {
       if (presence.clientId !== undefined) this.#byClient.get(presence.clientId)?.delete(state.id)
@@ -82,6 +84,7 @@ export class Presence<D extends Tracked> {
     }
     // publishing proves the connection; a status topic that said offline is corrected by its own next message
     if (!presence.announcesStatus) this.#setOnline(device, true)
+    return moved || newWill
   }
 
   /** A status topic, will or `$state` of this device said online or offline. */

@@ -114,22 +114,22 @@ export class Registry extends EventEmitter<RegistryEvents> {
     if (envelope.encoding) return // readings are text: numbers, JSON, ON/OFF
     const { readings, facts } = this.#parser.parse(envelope.topic, envelope.payload, envelope.ts)
     if (readings.length === 0 && facts.length === 0) return
-    const before = new Map<string, string>()
-    for (const { device } of [...facts, ...readings]) {
-      const known = this.#devices.get(device)
-      if (known && !before.has(device)) before.set(device, signature(known.state))
+    /** Each device this message touched, and whether what a dashboard must hear of at once changed. */
+    const touched = new Map<Device, boolean>()
+    const touch = (device: Device, matters: boolean) => touched.set(device, matters || touched.get(device) === true)
+    for (const fact of facts) {
+      const device = this.#device(fact.device, fact.format)
+      touch(device, this.#applyFact(device, fact))
     }
-    const touched = new Set<Device>()
-    for (const fact of facts) touched.add(this.#applyFact(fact))
     for (const reading of readings) {
       const device = this.#device(reading.device)
-      touched.add(device)
-      if (this.#applyReading(device, reading)) this.#readings.push(reading)
+      const applied = this.#applyReading(device, reading)
+      if (applied !== 'refused') this.#readings.push(reading)
+      touch(device, applied === 'new')
     }
-    for (const device of touched) {
-      this.#seen(device, envelope)
-      if (before.get(device.state.id) === signature(device.state)) this.#valuesChanged.add(device)
-      else this.#changed.add(device)
+    for (const [device, matters] of touched) {
+      if (this.#seen(device, envelope) || matters) this.#changed.add(device)
+      else this.#valuesChanged.add(device)
     }
     this.#schedule()
   }
@@ -217,9 +217,10 @@ export class Registry extends EventEmitter<RegistryEvents> {
     this.emit('forget', id)
   }
 
-  #applyFact(fact: DeviceFact): Device {
-    const device = this.#device(fact.device, fact.format)
+  /** Applies what a message said of a device; true when that changed its name, format, commands or presence. */
+  #applyFact(device: Device, fact: DeviceFact): boolean {
     const state = device.state
+    const before = `${state.name}|${state.format}|${state.commands.join()}|${state.online}`
     // a device announced by discovery or a status topic keeps that format over the fallback
     if (state.format === 'topic') state.format = fact.format
     if (fact.name) state.name = fact.name
@@ -237,7 +238,8 @@ export class Registry extends EventEmitter<RegistryEvents> {
     }
     if (fact.online !== undefined) this.#presence.announced(device, fact.online)
     state.commands = this.#commandNames(device)
-    return device
+    // facts are rare (discovery, status topics): comparing a few fields costs nothing beside them
+    return before !== `${state.name}|${state.format}|${state.commands.join()}|${state.online}`
   }
 
   /**
@@ -253,27 +255,35 @@ export class Registry extends EventEmitter<RegistryEvents> {
     return [...names].sort()
   }
 
-  /** Applies a reading; false when the device already has as many metrics as it may. */
-  #applyReading(device: Device, reading: Reading): boolean {
+  /** Applies a reading: a new metric, a new value of a known one, or refused (the device has as many metrics as it may). */
+  #applyReading(device: Device, reading: Reading): 'new' | 'value' | 'refused' {
     const metrics = device.state.metrics
     const previous = metrics[reading.metric]
     if (!previous && device.metricCount >= this.#opts.maxMetricsPerDevice) {
       this.#onLimit('device_metrics', { device: device.state.id, metric: reading.metric.slice(0, 256) })
-      return false
+      return 'refused'
+    }
+    const label = device.labels.get(reading.metric)
+    const binary = device.binary.has(reading.metric)
+    // the common case, a new value of a known metric: updated in place, not a new object per reading
+    if (previous && previous.label === label && (previous.binary === true) === binary && (reading.unit === undefined || reading.unit === previous.unit)) {
+      previous.value = reading.value
+      previous.ts = reading.ts
+      return 'value'
     }
     if (!previous) device.metricCount++
-    const label = device.labels.get(reading.metric)
     metrics[reading.metric] = {
       value: reading.value,
       ts: reading.ts,
       ...(reading.unit !== undefined ? { unit: reading.unit } : previous?.unit !== undefined && { unit: previous.unit }),
       ...(label !== undefined && { label }),
-      ...(device.binary.has(reading.metric) && { binary: true }),
+      ...(binary && { binary: true }),
     }
-    return true
+    return previous ? 'value' : 'new'
   }
 
-  #seen(device: Device, envelope: Envelope): void {
+  /** Records that a message of this device arrived; true when that changed something a dashboard must hear of at once. */
+  #seen(device: Device, envelope: Envelope): boolean {
     const state = device.state
     // most recently seen last, so the first entry is the one to forget
     if (this.#lastSeen !== device) {
@@ -281,11 +291,14 @@ export class Registry extends EventEmitter<RegistryEvents> {
       this.#devices.set(state.id, device)
       this.#lastSeen = device
     }
+    let newTopic = false
     if (!state.topics.includes(envelope.topic)) {
+      // a new topic matters until the list is full; after that, topics coming and going are not news
+      newTopic = state.topics.length < TOPICS_PER_DEVICE
       state.topics.unshift(envelope.topic)
       if (state.topics.length > TOPICS_PER_DEVICE) state.topics.pop()
     }
-    this.#presence.seen(device, envelope)
+    return this.#presence.seen(device, envelope) || newTopic
   }
 
   #schedule(): void {
@@ -302,19 +315,4 @@ export class Registry extends EventEmitter<RegistryEvents> {
     this.#readings = []
     if (changed.length > 0 || readings.length > 0 || valuesOnly.length > 0) this.emit('update', changed, readings, valuesOnly)
   }
-}
-
-/** What a dashboard must hear of at once; values and last-seen time are left out, `readings` carry those. */
-function signature(state: DeviceState): string {
-  return [
-    state.online,
-    state.stale,
-    state.name,
-    state.format,
-    state.commands.join(),
-    Object.keys(state.metrics).length,
-    state.topics.length,
-    state.clientId,
-    state.will?.topic,
-  ].join('|')
 }
