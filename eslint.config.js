@@ -31,7 +31,7 @@ const boundaries = [
 ]
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'dashboard/dist/', 'tests/screenshots/'] },
+  { ignores: ['node_modules/', 'dist/', 'build/', 'tests/screenshots/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   ...svelte.configs.recommended,

@@ -1,10 +1,20 @@
-import { chromium, type Browser } from 'playwright-core'
+import type { Browser } from 'playwright-core'
 import { spawnRole } from './ipc.ts'
 import type { PublisherConfig, PublisherReport } from './publisher.ts'
 import type { ServeReady } from './serve.ts'
 
-/** Debian's Chromium, headless, with nothing reaching out to the network on its own; playwright gives each launch a fresh profile. */
-export function launchChromium(): Promise<Browser> {
+/**
+ * Debian's Chromium, headless, with nothing reaching out to the network on its own; playwright
+ * gives each launch a fresh profile. playwright-core is loaded only here: an optional dependency
+ * that only the dashboard benchmark needs.
+ */
+export async function launchChromium(): Promise<Browser> {
+  let chromium: typeof import('playwright-core').chromium
+  try {
+    ;({ chromium } = await import('playwright-core'))
+  } catch {
+    throw new Error('the dashboard benchmark needs playwright-core: npm install playwright-core (and Chromium: apt-get install chromium)')
+  }
   return chromium.launch({
     executablePath: '/usr/bin/chromium',
     args: [
@@ -43,11 +53,11 @@ export interface DashboardBenchResult {
 
 /** Loads the dashboard under a device load and measures how busy the page is, and its memory over time. */
 export async function runDashboardBench(opts: DashboardBenchOptions, progress: (line: string) => void = () => {}): Promise<DashboardBenchResult> {
-  const server = await spawnRole<ServeReady, never>('./serve.ts', { target: 'pulseboard' })
+  const server = await spawnRole<ServeReady, never>('serve', { target: 'pulseboard' })
   const browser = await launchChromium()
   let publisher
   try {
-    publisher = await spawnRole<object, PublisherReport>('./publisher.ts', {
+    publisher = await spawnRole<object, PublisherReport>('publisher', {
       host: '127.0.0.1',
       port: server.ready.mqttPort,
       first: 0,

@@ -1,5 +1,7 @@
 import { fork, type ChildProcess } from 'node:child_process'
+import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { packageRoot } from '../server/package.ts'
 
 /** Orders the bench sends to the processes it spawns. */
 export type Order = { type: 'start' } | { type: 'measure' } | { type: 'stop' } | { type: 'report' }
@@ -15,10 +17,15 @@ export interface Role<Ready, Report> {
   kill(): Promise<void>
 }
 
-/** Runs `entry` (a module of this folder) as a child process with `config`; resolves once it says ready. */
-export function spawnRole<Ready, Report>(entry: string, config: object, nodeArgs: string[] = []): Promise<Role<Ready, Report>> {
-  const child: ChildProcess = fork(fileURLToPath(new URL(entry, import.meta.url)), [JSON.stringify(config)], {
-    execArgv: ['--import', 'tsx', ...nodeArgs],
+/** In the sources the roles are .ts files beside this one, run through tsx; built, they are entry points of dist/app/. */
+const fromSources = import.meta.url.endsWith('.ts')
+const roleFile = (name: string) =>
+  fromSources ? fileURLToPath(new URL(`./${name}.ts`, import.meta.url)) : path.join(packageRoot, 'dist', 'app', `${name}.js`)
+
+/** Runs the role `name` (a module of this folder, such as 'serve') as a child process with `config`; resolves once it says ready. */
+export function spawnRole<Ready, Report>(name: string, config: object, nodeArgs: string[] = []): Promise<Role<Ready, Report>> {
+  const child: ChildProcess = fork(roleFile(name), [JSON.stringify(config)], {
+    execArgv: [...(fromSources ? ['--import', 'tsx'] : []), ...nodeArgs],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   })
   const waiters = new Map<string, ((message: unknown) => void)[]>()
@@ -31,7 +38,7 @@ export function spawnRole<Ready, Report>(entry: string, config: object, nodeArgs
   })
   const next = <T>(type: string) =>
     new Promise<T>((resolve, reject) => {
-      const onExit = (code: number | null) => reject(new Error(`${entry} exited (${code}) before sending ${type}`))
+      const onExit = (code: number | null) => reject(new Error(`the ${name} role exited (${code}) before sending ${type}`))
       child.once('exit', onExit)
       const queue = waiters.get(type) ?? []
       queue.push((message) => {

@@ -30,7 +30,8 @@ export async function startMosquitto(): Promise<{ pid: number; port: number; sto
   }
 }
 
-function freePort(): Promise<number> {
+/** A port nobody listens on now, on loopback. */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer().listen(0, '127.0.0.1', () => {
       const { port } = server.address() as net.AddressInfo

@@ -82,7 +82,7 @@ async function startSystem(opts: ScenarioOptions): Promise<System> {
     }
   }
   const profile = opts.profileDir ? ['--cpu-prof', '--cpu-prof-dir', opts.profileDir] : []
-  const server = await spawnRole<ServeReady, never>('./serve.ts', { target: opts.target }, profile)
+  const server = await spawnRole<ServeReady, never>('serve', { target: opts.target }, profile)
   return {
     httpUrl: `http://127.0.0.1:${server.ready.port}`,
     host: '127.0.0.1',
@@ -111,7 +111,7 @@ export async function runScenario(opts: ScenarioOptions, progress: Progress = ()
   try {
     const receivers = await Promise.all(
       split(opts.clients, Math.min(2, opts.clients)).map((clients) =>
-        spawnRole<object, ReceiverReport>('./receiver.ts', {
+        spawnRole<object, ReceiverReport>('receiver', {
           kind: opts.receiver,
           httpUrl: system.httpUrl,
           host: system.host,
@@ -135,7 +135,7 @@ export async function runScenario(opts: ScenarioOptions, progress: Progress = ()
           payloadSize: opts.payloadSize,
         }
         first += count
-        return spawnRole<object, PublisherReport>('./publisher.ts', config)
+        return spawnRole<object, PublisherReport>('publisher', config)
       }),
     )
     roles.push(...publishers)

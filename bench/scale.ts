@@ -15,13 +15,13 @@ export interface ScaleResult {
 
 /** Opens `count` idle connections of `kind` to `target` and measures the server's memory per connection. */
 export async function runScale(target: ServedTarget, kind: 'mqtt' | 'socket', count: number): Promise<ScaleResult> {
-  const server = await spawnRole<ServeReady, never>('./serve.ts', { target })
+  const server = await spawnRole<ServeReady, never>('serve', { target })
   try {
     // let start-up allocation settle, so the baseline is the idle server
     await new Promise((r) => setTimeout(r, 500))
     const before = sampleProcess(server.pid)
     const port = kind === 'mqtt' ? server.ready.mqttPort : server.ready.port
-    const idle = await spawnRole<IdleReady, never>('./idle.ts', { kind, host: '127.0.0.1', port, count } satisfies IdleConfig)
+    const idle = await spawnRole<IdleReady, never>('idle', { kind, host: '127.0.0.1', port, count } satisfies IdleConfig)
     try {
       await new Promise((r) => setTimeout(r, 1000))
       const after = sampleProcess(server.pid)

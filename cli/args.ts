@@ -18,9 +18,8 @@ export class CliError extends Error {
   override name = 'CliError'
 }
 
+/** A subcommand: its usage text, and what it does with its own arguments. */
 export interface Command {
-  name: string
-  summary: string
   usage: string
   run(argv: string[]): Promise<number | void>
 }

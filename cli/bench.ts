@@ -2,6 +2,7 @@ import { mosquittoInstalled } from '../bench/mosquitto.ts'
 import { runScenario, type ScenarioOptions, type ScenarioResult, type Target } from '../bench/run.ts'
 import { runScale, type ScaleResult } from '../bench/scale.ts'
 import { runDashboardBench } from '../bench/browser.ts'
+import { runFootprint } from '../bench/footprint.ts'
 import type { ReceiverKind } from '../bench/receiver.ts'
 import { UsageError, duration, integer, parse, type Command } from './args.ts'
 
@@ -25,7 +26,10 @@ Options:
                          the devices can publish), broker (MQTT subscriber only),
                          soak (light for 10 min), scale (idle connections), or
                          dashboard (a headless Chromium page under 5,000
-                         readings/s: main-thread busy time and heap) (default light)
+                         readings/s: main-thread busy time and heap), or
+                         footprint (idle memory, start-up time, and memory
+                         with 1,000 devices publishing every 5 s, beside aedes
+                         alone and mosquitto) (default light)
       --compare          run Pulseboard, a naive bridge, the broker alone and
                          mosquitto (when installed), interleaved, and print ratios
       --target <name>    pulseboard, naive, broker or mosquitto (default pulseboard)
@@ -55,9 +59,7 @@ Examples:
 
 type Row = ScenarioResult & { run: number }
 
-export const bench: Command = {
-  name: 'bench',
-  summary: 'measure latency, throughput, CPU and memory, side by side',
+export const command: Command = {
   usage,
   async run(argv) {
     const { values } = parse(argv, {
@@ -83,6 +85,9 @@ export const bench: Command = {
     const scenario = values.scenario ?? 'light'
     const json = values.json ?? false
     if (scenario === 'scale') return scale(integer(values.connections ?? '10000', '--connections', 1, 100_000), json)
+    if (scenario === 'footprint') {
+      return footprint({ devices: integer(values.devices ?? '1000', '--devices', 1, 100_000), durationMs: duration(values.duration, '--duration', 30_000) }, json)
+    }
     if (scenario === 'dashboard') {
       return dashboard({
         devices: integer(values.devices ?? '100', '--devices', 1, 10_000),
@@ -92,7 +97,7 @@ export const bench: Command = {
       }, json)
     }
     if (!(scenario in SCENARIOS)) {
-      throw new UsageError(`--scenario must be light, heavy, broker, soak, scale or dashboard, got ${JSON.stringify(scenario)}`)
+      throw new UsageError(`--scenario must be light, heavy, broker, soak, scale, dashboard or footprint, got ${JSON.stringify(scenario)}`)
     }
     const preset = SCENARIOS[scenario as keyof typeof SCENARIOS]
     const targets = chooseTargets(values.compare ?? false, values.target ?? (scenario === 'broker' ? 'broker' : 'pulseboard'), scenario)
@@ -265,6 +270,22 @@ function ratioLines(results: ScenarioResult[]): string[] {
 
 function soakLine(r: ScenarioResult): string {
   return `\nserver RSS over the soak: ${halves(r.rssSeries)}\n  samples: ${r.rssSeries.map(([s, mb]) => `${s}s ${mb}`).join(', ')} MB`
+}
+
+async function footprint(opts: { devices: number; durationMs: number }, json: boolean): Promise<void> {
+  const tty = process.stderr.isTTY
+  const results = await runFootprint({
+    devices: opts.devices,
+    intervalMs: 5000,
+    loadMs: opts.durationMs,
+    onProgress: (line) => process.stderr.write(tty ? `\r\x1b[K${line}` : `${line}\n`),
+  })
+  if (tty) process.stderr.write('\r\x1b[K')
+  if (json) return void console.log(JSON.stringify(results, null, 2))
+  console.log(`\nsystem      ready ms  idle RSS  RSS, ${fmt(opts.devices)} devices every 5 s`)
+  for (const r of results) {
+    console.log(`${r.system.padEnd(10)}  ${fmt(r.readyMs).padStart(8)}  ${`${fmt(r.idleRssMb, 1)} MB`.padStart(8)}  ${`${fmt(r.loadedRssMb, 1)} MB`.padStart(10)}`)
+  }
 }
 
 async function scale(connections: number, json: boolean): Promise<void> {

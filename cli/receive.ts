@@ -18,9 +18,7 @@ Examples:
   pulseboard receive
   pulseboard receive --json --topic 'devices/+/telemetry' | jq .payload`
 
-export const receive: Command = {
-  name: 'receive',
-  summary: 'print messages as they arrive',
+export const command: Command = {
   usage,
   async run(argv) {
     const { values } = parse(argv, {

@@ -22,9 +22,7 @@ Examples:
   pulseboard send "hello"
   pulseboard send --topic devices/relay-1/commands '{"name":"relay","value":1}'`
 
-export const send: Command = {
-  name: 'send',
-  summary: 'send messages to every socket client and MQTT device',
+export const command: Command = {
   usage,
   async run(argv) {
     const { values, positionals } = parse(

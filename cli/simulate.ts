@@ -22,9 +22,7 @@ Options:
 Example:
   pulseboard simulate --devices 20 --interval 1s --format mixed`
 
-export const simulate: Command = {
-  name: 'simulate',
-  summary: 'run simulated devices (Tasmota, ESPHome, Homie, generic)',
+export const command: Command = {
   usage,
   async run(argv) {
     const { values } = parse(argv, {

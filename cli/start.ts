@@ -1,6 +1,5 @@
 import os from 'node:os'
 import { pino, type Logger } from 'pino'
-import pretty from 'pino-pretty'
 import { z } from 'zod'
 import { createPulseboard, PortInUseError, pulseboardDefaults } from '../server/pulseboard.ts'
 import { bridgeDefaults } from '../bridge/bridge.ts'
@@ -9,7 +8,7 @@ import { topicError } from '../protocol/index.ts'
 import { parseDuration } from '../simulators/duration.ts'
 import { CliError, UsageError, parse, parseBytes, type Command } from './args.ts'
 import { LIMIT_FLAGS, envOf, formatLimit, memoryBudget, type LimitValues } from './limits.ts'
-import pkg from '../package.json' with { type: 'json' }
+import { version } from '../server/package.ts'
 
 const limitLines = LIMIT_FLAGS.map((l) => {
   const head = `      --${l.flag} <${l.unit === 'count' ? 'n' : l.unit === 'bytes' ? 'size' : 'time'}>`
@@ -131,10 +130,11 @@ function limitValue(l: (typeof LIMIT_FLAGS)[number], text: string): number {
   return value
 }
 
-function createLogger(level: string): Logger {
-  // people read a terminal; machines read JSON lines
-  if (process.stdout.isTTY) return pino({ level }, pretty({ colorize: true, ignore: 'pid,hostname', translateTime: 'SYS:HH:MM:ss' }))
-  return pino({ level })
+async function createLogger(level: string): Promise<Logger> {
+  // people read a terminal; machines (systemd, docker) read JSON lines, and never load the pretty-printer
+  if (!process.stdout.isTTY) return pino({ level })
+  const { default: pretty } = await import('pino-pretty')
+  return pino({ level }, pretty({ colorize: true, ignore: 'pid,hostname', translateTime: 'SYS:HH:MM:ss' }))
 }
 
 /** Addresses a device on the LAN can use, or the one address we are bound to. */
@@ -156,7 +156,7 @@ function banner(hosts: string[], port: number, mqttPort: number, memoryBound: nu
     ['socket.io', [`http://${lan}:${port}  (namespaces / and /live)`]],
     ['Memory bound', [`${(memoryBound / 1024 ** 3).toFixed(1)} GiB more than idle, with these limits (docs/limits.md)`]],
   ]
-  const lines = [`Pulseboard ${pkg.version} is running`, '']
+  const lines = [`Pulseboard ${version} is running`, '']
   for (const [label, values] of rows) values.forEach((v, i) => lines.push(`  ${(i === 0 ? label : '').padEnd(14)}${v}`))
   lines.push(
     '',
@@ -169,13 +169,11 @@ function banner(hosts: string[], port: number, mqttPort: number, memoryBound: nu
   return lines.join('\n')
 }
 
-export const start: Command = {
-  name: 'start',
-  summary: 'start the broker, bridge and dashboard',
+export const command: Command = {
   usage,
   async run(argv) {
     const config = readConfig(argv, process.env)
-    const logger = createLogger(config.logLevel)
+    const logger = await createLogger(config.logLevel)
     const { broker, registry, store, fanout, app: appLimits, ...rest } = config
     const app = await createPulseboard({ ...rest, ...broker, ...appLimits, registry, store, fanout, logger })
     // Whatever still escapes is logged with its stack and counted; one bad input must not end the server for everyone.

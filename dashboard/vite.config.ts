@@ -11,7 +11,8 @@ export default defineConfig({
   root,
   plugins: [svelte()],
   build: {
-    outDir: 'dist',
+    // beside the compiled server, where it finds it in the repository and in the package alike
+    outDir: '../dist/dashboard',
     emptyOutDir: true,
     target: 'es2022',
     chunkSizeWarningLimit: 700,

@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { z } from 'zod'
 import type { DeviceHistory, HealthReport, Policy } from '../protocol/index.ts'
 import type { Registry } from '../devices/registry.ts'
 import type { HistoryStore } from '../store/history.ts'
@@ -17,33 +18,26 @@ export interface ApiParts {
   metrics: () => Promise<{ contentType: string; body: string }>
 }
 
-const pageQuery = {
-  type: 'object',
-  properties: {
-    limit: { type: 'integer', minimum: 1, maximum: PAGE.max, default: PAGE.default },
-    cursor: { type: 'string', maxLength: 65535 },
-  },
-  additionalProperties: false,
-} as const
+const pageQuery = z
+  .object({
+    limit: z.coerce.number().int().min(1).max(PAGE.max).default(PAGE.default),
+    cursor: z.string().max(65535).optional(),
+  })
+  .strict()
 
-const deviceParams = {
-  type: 'object',
-  properties: { id: { type: 'string', minLength: 1, maxLength: 1024 } },
-  required: ['id'],
-} as const
+const deviceParams = z.object({ id: z.string().min(1).max(1024) })
 
-const historyQuery = {
-  type: 'object',
-  properties: {
-    metrics: { type: 'string', maxLength: 65535 },
-    from: { type: 'integer', minimum: 0 },
-    to: { type: 'integer', minimum: 0 },
+const epochMs = z.coerce.number().int().min(0)
+const historyQuery = z
+  .object({
+    metrics: z.string().max(65535).optional(),
+    from: epochMs.optional(),
+    to: epochMs.optional(),
     /** The name before `from`; still read. */
-    since: { type: 'integer', minimum: 0 },
-    maxPoints: { type: 'integer', minimum: 1, maximum: MAX_HISTORY_POINTS },
-  },
-  additionalProperties: false,
-} as const
+    since: epochMs.optional(),
+    maxPoints: z.coerce.number().int().min(1).max(MAX_HISTORY_POINTS).optional(),
+  })
+  .strict()
 
 type Paged = FastifyRequest<{ Querystring: { limit: number; cursor?: string } }>
 type ById = FastifyRequest<{ Params: { id: string } }>

@@ -1,5 +1,4 @@
 import net from 'node:net'
-import { fileURLToPath } from 'node:url'
 import type { Logger } from 'pino'
 import { ANONYMOUS, OPEN_POLICY, type HealthReport } from '../protocol/index.ts'
 import { createBroker, type Broker, type BrokerOptions } from '../broker/broker.ts'
@@ -14,6 +13,7 @@ import { createHttpServer, type HttpServer } from './http.ts'
 import { createLimitLog } from './limit-log.ts'
 import { createMetrics } from './metrics.ts'
 import type { OriginCheckOptions } from './origin.ts'
+import { builtDashboardDir } from './package.ts'
 
 export interface PulseboardOptions extends BrokerOptions, BridgeOptions, OriginCheckOptions {
   /** MQTT over TCP. 0 picks a free port. @default 1883 */
@@ -22,7 +22,7 @@ export interface PulseboardOptions extends BrokerOptions, BridgeOptions, OriginC
   port?: number
   /** Address to listen on; devices on the LAN must reach it. @default all interfaces */
   host?: string
-  /** Built dashboard. @default dashboard/dist of this package */
+  /** Built dashboard. @default dist/dashboard of this package */
   dashboardDir?: string
   /** socket.io connections at once, on / and /live together. @default 500 */
   maxSockets?: number
@@ -36,7 +36,7 @@ export const pulseboardDefaults = {
   mqttPort: 1883,
   port: 5000,
   maxSockets: 500,
-  dashboardDir: fileURLToPath(new URL('../dashboard/dist', import.meta.url)),
+  dashboardDir: builtDashboardDir,
 }
 
 /** A listener that could not start because its port is taken. */
@@ -121,7 +121,7 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
         usage: { ...broker.persistence.usage, ...registry.usage, ...store.usage },
         limits: limitLog.hits,
       }) satisfies HealthReport,
-    metrics: async () => ({ contentType: metrics.contentType, body: await metrics.metrics() }),
+    metrics: () => metrics.scrape(),
   })
 
   // Retained messages are the broker's memory of what devices last said: start the registry from them.

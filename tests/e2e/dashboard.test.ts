@@ -8,7 +8,7 @@ import { createFleet, type Fleet } from '../../simulators/fleet.ts'
 import { mqttMessages, startStack, type Stack } from '../helpers/stack.ts'
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url))
-const dashboardDir = fileURLToPath(new URL('../../dashboard/dist', import.meta.url))
+const dashboardDir = fileURLToPath(new URL('../../dist/dashboard', import.meta.url))
 const screenshotDir = fileURLToPath(new URL('../screenshots/', import.meta.url))
 
 /** Device text that would run script if it were ever rendered as HTML. */

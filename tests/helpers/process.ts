@@ -3,7 +3,8 @@ import { fileURLToPath } from 'node:url'
 import { collect } from './stack.ts'
 
 export const repoRoot = fileURLToPath(new URL('../..', import.meta.url))
-export const cliPath = fileURLToPath(new URL('../../cli/pulseboard.js', import.meta.url))
+/** The `pulseboard` command's sources, run through tsx: the tests exercise what is in the tree, built or not. */
+export const cliPath = fileURLToPath(new URL('../../cli/pulseboard.ts', import.meta.url))
 
 export interface Child {
   process: ChildProcessWithoutNullStreams
@@ -17,9 +18,9 @@ export interface Child {
 
 const children = new Set<Child>()
 
-/** Runs a program with piped stdio; `killAll` ends whatever is left. */
-export function run(command: string, args: string[], env: NodeJS.ProcessEnv = {}): Child {
-  const child = spawn(command, args, { cwd: repoRoot, env: { ...process.env, ...env } })
+/** Runs a program with piped stdio, in the repository unless told otherwise; `killAll` ends whatever is left. */
+export function run(command: string, args: string[], env: NodeJS.ProcessEnv = {}, cwd = repoRoot): Child {
+  const child = spawn(command, args, { cwd, env: { ...process.env, ...env } })
   const lines = (stream: NodeJS.ReadableStream) =>
     collect<string>((push) => {
       let rest = ''
@@ -51,7 +52,7 @@ export function run(command: string, args: string[], env: NodeJS.ProcessEnv = {}
 
 /** The `pulseboard` command, as a user runs it. */
 export function pulseboard(args: string[], env: NodeJS.ProcessEnv = {}): Child {
-  return run(process.execPath, [cliPath, ...args], env)
+  return run(process.execPath, ['--import', 'tsx', cliPath, ...args], env)
 }
 
 export async function killAll(): Promise<void> {
