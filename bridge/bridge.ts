@@ -24,6 +24,7 @@ import type { OnLimit } from '../protocol/limits.ts'
 import type { Registry } from '../devices/registry.ts'
 import { Fanout, type ChatNamespace, type ChatSocket, type FanoutOptions, type LiveNamespace, type LiveSocket } from './fanout.ts'
 import { decodePayload, encodePayload } from './payload.ts'
+import { RECOVERY_WINDOW_MS } from './recovery.ts'
 import type { Message, MessageSource } from './source.ts'
 
 export interface BridgeOptions {
@@ -89,7 +90,7 @@ export function createBridge(parts: BridgeParts, opts: BridgeOptions = {}): Brid
   const onLimit = opts.onLimit ?? (() => {})
   const chat: ChatNamespace = io.of('/')
   const live: LiveNamespace = io.of(LIVE_NAMESPACE)
-  const fanout = new Fanout(chat, live, { onLimit, ...opts.fanout })
+  const fanout = new Fanout(chat, live, { onLimit, recoveryWindowMs: RECOVERY_WINDOW_MS, ...opts.fanout })
   const stats: BridgeStats = { socketMessagesIn: 0, socketMessagesRejected: 0 }
   const { maxPacketSize, maxTopicLength } = source.limits
 

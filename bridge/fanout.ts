@@ -51,6 +51,11 @@ export interface FanoutOptions {
   minIntervalMs?: number
   /** Longest a message waits when the rate is high and batches are large. @default 16 */
   maxIntervalMs?: number
+  /**
+   * How long broadcasts go on for a group whose last client disconnected, so that socket.io's
+   * connection state recovery has them to send when it is back. @default 0 (no recovery)
+   */
+  recoveryWindowMs?: number
   onLimit?: OnLimit
 }
 
@@ -61,6 +66,7 @@ export const fanoutDefaults = {
   maxBatch: 256,
   minIntervalMs: 1,
   maxIntervalMs: 16,
+  recoveryWindowMs: 0,
 } satisfies Required<Omit<FanoutOptions, 'onLimit'>>
 
 export interface FanoutStats {
@@ -98,7 +104,9 @@ export class Fanout {
   readonly #opts: Required<Omit<FanoutOptions, 'onLimit'>>
   readonly #onLimit: OnLimit
   /** Filter groups by room name; each `/live` client is in exactly one. */
-  readonly #groups = new Map<string, { filters: string[]; members: number }>()
+  readonly #groups = new Map<string, { filters: string[]; members: number; emptySince: number }>()
+  /** When the last client following devices left; device updates go on for the recovery window after. */
+  #devicesEmptySince = -Infinity
   /** Clients skipped for now, and their namespace. */
   readonly #lagging = new Map<AnySocket, 'chat' | 'live'>()
   /** Each watched client's backlog, with the lag tick at which its oldest waiting packet was created. */
@@ -133,7 +141,10 @@ export class Fanout {
     this.#join(socket, socket.data.filters)
     if (socket.data.devices) void socket.join(DEVICES)
     this.#watchBacklog(socket as AnySocket, 'live')
-    socket.on('disconnect', () => this.#leave(socket))
+    socket.on('disconnect', () => {
+      this.#leave(socket)
+      if (socket.data.devices && !this.#live.adapter.rooms.get(DEVICES)?.size) this.#devicesEmptySince = performance.now()
+    })
   }
 
   /** Replaces a `/live` client's topic filters (already validated). */
@@ -204,7 +215,7 @@ export class Fanout {
   /** Device changes and readings, already batched by the registry. */
   sendDeviceUpdate(changed: DeviceState[], readings: Reading[]): void {
     // socket.io encodes a broadcast before it looks for receivers; skip the work when there are none
-    if (!this.#live.adapter.rooms.get(DEVICES)?.size) return
+    if (!this.#live.adapter.rooms.get(DEVICES)?.size && performance.now() - this.#devicesEmptySince > this.#opts.recoveryWindowMs) return
     const target = this.#live.to(DEVICES).except(LAGGING)
     if (changed.length > 0) target.emit('device', changed)
     if (readings.length > 0) target.emit('readings', readings)
@@ -221,7 +232,7 @@ export class Fanout {
     const room = roomOf(filters)
     const group = this.#groups.get(room)
     if (group) group.members++
-    else this.#groups.set(room, { filters, members: 1 })
+    else this.#groups.set(room, { filters, members: 1, emptySince: 0 })
     void socket.join(room)
   }
 
@@ -229,7 +240,10 @@ export class Fanout {
     const room = roomOf(socket.data.filters)
     void socket.leave(room)
     const group = this.#groups.get(room)
-    if (group && --group.members === 0) this.#groups.delete(room)
+    if (!group || --group.members > 0) return
+    // kept for the recovery window: its client may come back and be sent what it missed
+    if (this.#opts.recoveryWindowMs > 0) group.emptySince = performance.now()
+    else this.#groups.delete(room)
   }
 
   /**
@@ -270,6 +284,10 @@ export class Fanout {
   /** Heartbeats prove a client is there, not that it reads: one that stays behind too long is cut off. */
   #disconnectLagging(): void {
     this.#tick++
+    const now = performance.now()
+    for (const [room, group] of this.#groups) {
+      if (group.members === 0 && now - group.emptySince > this.#opts.recoveryWindowMs) this.#groups.delete(room)
+    }
     const maxTicks = Math.ceil(this.#opts.maxLagMs / LAG_TICK_MS)
     for (const [socket, backlog] of this.#backlogs) {
       if (backlog.pending === 0 || this.#tick - backlog.since <= maxTicks) continue

@@ -24,7 +24,7 @@ type LimitFlag =
   | Flag<'registry', 'maxDevices' | 'maxMetricsPerDevice' | 'maxTopics' | 'maxTopicIndexBytes'>
   | Flag<'store', keyof typeof memoryStoreDefaults>
   | Flag<'fanout', 'maxPendingBytes' | 'maxLagMs'>
-  | Flag<'app', 'maxSockets'>
+  | Flag<'app', 'maxSockets' | 'maxRecoveryBytes'>
 
 const MAX_INT = 2 ** 31 - 1
 const GiB = 1024 ** 3
@@ -50,6 +50,7 @@ export const LIMIT_FLAGS: readonly LimitFlag[] = [
   { flag: 'flap-ban', part: 'broker', key: 'flapBanMs', unit: 'duration', min: 1000, max: MAX_INT, default: brokerDefaults.flapBanMs, help: 'how long a flapping client id is refused' },
   { flag: 'max-sockets', part: 'app', key: 'maxSockets', unit: 'count', min: 1, max: 1_000_000, default: pulseboardDefaults.maxSockets, help: 'socket.io connections at once' },
   { flag: 'max-socket-backlog', part: 'fanout', key: 'maxPendingBytes', unit: 'bytes', min: 1024, max: GiB, default: fanoutDefaults.maxPendingBytes, help: 'bytes waiting for one socket client before it is skipped' },
+  { flag: 'max-recovery-bytes', part: 'app', key: 'maxRecoveryBytes', unit: 'bytes', min: 0, max: 64 * GiB, default: pulseboardDefaults.maxRecoveryBytes, help: 'broadcasts kept for /live clients that reconnect within a minute' },
   { flag: 'max-socket-lag', part: 'fanout', key: 'maxLagMs', unit: 'duration', min: 1000, max: MAX_INT, default: fanoutDefaults.maxLagMs, help: 'a socket client behind for longer is disconnected' },
   { flag: 'max-devices', part: 'registry', key: 'maxDevices', unit: 'count', min: 1, max: 10_000_000, default: registryDefaults.maxDevices, help: 'devices remembered' },
   { flag: 'max-metrics-per-device', part: 'registry', key: 'maxMetricsPerDevice', unit: 'count', min: 1, max: 100_000, default: registryDefaults.maxMetricsPerDevice, help: 'metrics per device' },
@@ -68,7 +69,7 @@ export interface LimitValues {
   registry: Partial<RegistryOptions>
   store: Partial<MemoryStoreOptions>
   fanout: Partial<FanoutOptions>
-  app: { maxSockets?: number }
+  app: { maxSockets?: number; maxRecoveryBytes?: number }
 }
 
 /** A default as people write it: 256KiB, 10m, 600s. */
@@ -115,6 +116,7 @@ export function memoryBudget(values: LimitValues): { parts: { what: string; byte
   const parts = [
     { what: 'MQTT connections, each reading one packet of --max-packet-size', bytes: v('max-connections') * (ITEM_COST.connection + v('max-packet-size')) },
     { what: 'socket.io connections, each with its backlog twice over and one message', bytes: v('max-sockets') * (ITEM_COST.socket + 2 * v('max-socket-backlog') + socketMessage) },
+    { what: 'broadcasts kept for /live clients that reconnect', bytes: v('max-recovery-bytes') },
     { what: 'retained messages', bytes: v('max-retained-bytes') },
     { what: 'offline session queues', bytes: v('max-queued-total-bytes') },
     // a device remembers its 16 latest topics; a character may take two bytes

@@ -6,6 +6,12 @@ const STALE_AFTER_INTERVALS = 3
 const BURST_MS = 250
 /** Characters of a will's payload shown with its device. */
 const WILL_PREVIEW = 256
+/**
+ * A connection that ends within this long of its first message was a report, not a session:
+ * a deep-sleep device wakes, publishes and goes. Two such reports make a device a sleeper.
+ */
+const REPORT_SESSION_MS = 30_000
+const REPORTS_TO_SLEEP = 2
 
 /** What presence keeps per device, beside its state. */
 export interface DevicePresence {
@@ -16,6 +22,10 @@ export interface DevicePresence {
   announcesStatus: boolean
   /** The MQTT client it was last seen through. */
   clientId?: string
+  /** When the current connection's first message came, epoch ms; 0 when not connected. */
+  sessionStart: number
+  /** Short sessions in a row (connect, report, disconnect); at 2 the device is a sleeper. */
+  reports: number
 }
 
 export interface Tracked {
@@ -26,7 +36,8 @@ export interface Tracked {
 /**
  * Whether each device is there: online from its connection, its will or its
  * status topic, offline at once when its connection drops, stale when it goes
- * quiet for 3 × its usual interval. Keeps the wills of connected clients only,
+ * quiet for 3 × its usual interval; asleep when it connects, reports and
+ * disconnects on a schedule, until it misses 3 × that interval. Keeps the wills of connected clients only,
  * and which devices each client publishes for (one client per device).
  */
 export class Presence<D extends Tracked> {
@@ -49,7 +60,7 @@ export class Presence<D extends Tracked> {
   }
 
   static initial(): DevicePresence {
-    return { interval: 0, lastBurst: 0, announcesStatus: false }
+    return { interval: 0, lastBurst: 0, announcesStatus: false, sessionStart: 0, reports: 0 }
   }
 
   /** A message of this device arrived; true when the client it comes through, or its will, changed. */
@@ -68,6 +79,7 @@ export class Presence<D extends Tracked> {
       state.stale = false
       this.#changed(device)
     }
+    if (state.asleep) this.#wake(device)
     const clientId = envelope.source === 'mqtt' ? envelope.clientId : undefined
     if (!clientId) return false
     const moved = state.clientId !== clientId
@@ -75,6 +87,7 @@ export class Presence<D extends Tracked> {
     const will = this.#wills.get(clientId)
     const newWill = will !== undefined && state.will?.topic !== will.topic
     if (will) state.will = will
+    if (presence.clientId !== clientId || presence.sessionStart === 0) presence.sessionStart = now
     if (presence.clientId !== clientId) {
       if (presence.clientId !== undefined) this.#byClient.get(presence.clientId)?.delete(state.id)
       presence.clientId = clientId
@@ -90,6 +103,8 @@ export class Presence<D extends Tracked> {
   /** A status topic, will or `$state` of this device said online or offline. */
   announced(device: D, online: boolean): void {
     device.presence.announcesStatus = true
+    // a device that says it is offline is not asleep, whatever its schedule
+    if (!online && device.state.asleep) this.#wake(device)
     this.#setOnline(device, online)
   }
 
@@ -105,13 +120,22 @@ export class Presence<D extends Tracked> {
     }
   }
 
-  /** An MQTT client went away, cleanly or not: its devices are offline now, not at the next timeout. */
-  disconnected(clientId: string): void {
+  /**
+   * An MQTT client went away, cleanly or not: its devices are offline now, not at the next
+   * timeout; or asleep, when they connect, report and go on a schedule.
+   */
+  disconnected(clientId: string, now = Date.now()): void {
     this.#wills.delete(clientId)
     for (const device of this.#devicesOf(clientId)) {
-      if (device.state.clientId !== clientId) continue
-      delete device.state.clientId
-      this.#setOnline(device, false)
+      const { state, presence } = device
+      if (state.clientId !== clientId) continue
+      delete state.clientId
+      const report = presence.sessionStart > 0 && now - presence.sessionStart <= REPORT_SESSION_MS
+      presence.reports = report ? presence.reports + 1 : 0
+      presence.sessionStart = 0
+      // a will or status topic that says offline arrives as a fact, after this, and wins
+      if (presence.reports >= REPORTS_TO_SLEEP && presence.interval > 0 && state.online) this.#sleep(device)
+      else this.#setOnline(device, false)
     }
   }
 
@@ -129,16 +153,36 @@ export class Presence<D extends Tracked> {
     if (clientId !== undefined) this.#byClient.get(clientId)?.delete(device.state.id)
   }
 
-  /** Marks online devices that went quiet as stale. */
+  /** Marks online devices that went quiet as stale, and asleep ones that missed their reports as offline. */
   checkStale(devices: Iterable<D>, now: number): void {
     for (const device of devices) {
       const { state, presence } = device
+      if (state.asleep && state.lastSeen !== null && now - state.lastSeen > STALE_AFTER_INTERVALS * presence.interval) {
+        this.#wake(device)
+        this.#changed(device)
+        continue
+      }
       if (!state.online || state.stale || presence.interval === 0 || state.lastSeen === null) continue
       if (now - state.lastSeen > STALE_AFTER_INTERVALS * presence.interval) {
         state.stale = true
         this.#changed(device)
       }
     }
+  }
+
+  #sleep(device: D): void {
+    const { state, presence } = device
+    state.online = false
+    state.stale = false
+    state.asleep = true
+    state.nextReport = Math.round(presence.lastBurst + presence.interval)
+    this.#changed(device)
+  }
+
+  /** No longer asleep: it reported, said it is offline, or missed its reports. */
+  #wake(device: D): void {
+    device.state.asleep = false
+    delete device.state.nextReport
   }
 
   #setOnline(device: D, online: boolean): void {

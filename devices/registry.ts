@@ -45,6 +45,16 @@ interface Device {
   metricCount: number
 }
 
+/** What the registry saves of one device, to start from it after a restart: plain JSON. */
+export interface DeviceSnapshot {
+  state: DeviceState
+  presence: DevicePresence
+  commandBase?: string
+  commandTopics: Record<string, string>
+  binary: string[]
+  labels: [metric: string, label: string][]
+}
+
 export interface RegistryEvents {
   /**
    * One batch: devices with a change that matters (online, stale, name, a new metric or topic),
@@ -76,6 +86,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
   /** Devices whose only change is new values and last-seen time. */
   readonly #valuesChanged = new Set<Device>()
   #readings: Reading[] = []
+  #factsSeen = 0
   #flushTimer: NodeJS.Timeout | null = null
   readonly #staleTimer: NodeJS.Timeout
 
@@ -106,6 +117,58 @@ export class Registry extends EventEmitter<RegistryEvents> {
   /** What the parsers learned from discovery, to save and restore. */
   formats(): FormatsState {
     return this.#parser.snapshot()
+  }
+
+  /** Discovery and status messages applied since start: when it moved, `formats()` is worth saving again. */
+  get factsSeen(): number {
+    return this.#factsSeen
+  }
+
+  /** One device as it can be saved, or undefined when it is not known. */
+  snapshot(id: string): DeviceSnapshot | undefined {
+    const device = this.#devices.get(id)
+    if (!device) return undefined
+    return {
+      state: device.state,
+      presence: device.presence,
+      ...(device.commandBase !== undefined && { commandBase: device.commandBase }),
+      commandTopics: device.commandTopics,
+      binary: [...device.binary],
+      labels: [...device.labels],
+    }
+  }
+
+  /**
+   * Devices saved before a restart, oldest seen first. Nobody is connected yet, so none is
+   * online: each shows when it was last seen until it reports, and a sleeper whose next
+   * report is still due stays asleep. Records that do not look like snapshots are skipped.
+   */
+  restore(saved: readonly { id: string; snapshot: unknown }[]): number {
+    const now = Date.now()
+    const ordered = saved
+      .map(({ id, snapshot }) => (isSnapshot(id, snapshot) ? snapshot : null))
+      .filter((s): s is DeviceSnapshot => s !== null)
+      .sort((a, b) => (a.state.lastSeen ?? 0) - (b.state.lastSeen ?? 0))
+    for (const s of ordered.slice(-this.#opts.maxDevices)) {
+      const { state, presence } = s
+      delete state.clientId
+      state.online = false
+      state.stale = false
+      const due = state.asleep && state.nextReport !== undefined && now <= state.nextReport + 2 * presence.interval
+      state.asleep = due
+      if (!due) delete state.nextReport
+      const device: Device = {
+        state,
+        presence: { ...Presence.initial(), interval: presence.interval, lastBurst: presence.lastBurst, announcesStatus: presence.announcesStatus, reports: presence.reports },
+        ...(s.commandBase !== undefined && { commandBase: s.commandBase }),
+        commandTopics: s.commandTopics,
+        binary: new Set(s.binary),
+        labels: new Map(s.labels),
+        metricCount: Object.keys(state.metrics).length,
+      }
+      this.#devices.set(state.id, device)
+    }
+    return ordered.length
   }
 
   /** Learns from one message on the broker. */
@@ -194,7 +257,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
     let device = this.#devices.get(id)
     if (device) return device
     device = {
-      state: { id, name: id, format, online: false, stale: false, lastSeen: null, metrics: {}, commands: [], topics: [] },
+      state: { id, name: id, format, online: false, stale: false, asleep: false, lastSeen: null, metrics: {}, commands: [], topics: [] },
       presence: Presence.initial(),
       commandTopics: {},
       binary: new Set(),
@@ -219,6 +282,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
 
   /** Applies what a message said of a device; true when that changed its name, format, commands or presence. */
   #applyFact(device: Device, fact: DeviceFact): boolean {
+    this.#factsSeen++
     const state = device.state
     const before = `${state.name}|${state.format}|${state.commands.join()}|${state.online}`
     // a device announced by discovery or a status topic keeps that format over the fallback
@@ -315,4 +379,15 @@ export class Registry extends EventEmitter<RegistryEvents> {
     this.#readings = []
     if (changed.length > 0 || readings.length > 0 || valuesOnly.length > 0) this.emit('update', changed, readings, valuesOnly)
   }
+}
+
+/** Whether a saved record is a device snapshot of this id: enough shape to restore without throwing. */
+function isSnapshot(id: string, value: unknown): value is DeviceSnapshot {
+  if (typeof value !== 'object' || value === null) return false
+  const s = value as Partial<DeviceSnapshot>
+  return (
+    typeof s.state === 'object' && s.state !== null && s.state.id === id && typeof s.state.metrics === 'object' && Array.isArray(s.state.topics) &&
+    typeof s.presence === 'object' && s.presence !== null && typeof s.presence.interval === 'number' &&
+    typeof s.commandTopics === 'object' && Array.isArray(s.binary) && Array.isArray(s.labels)
+  )
 }

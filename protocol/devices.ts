@@ -22,6 +22,14 @@ export interface DeviceState {
   online: boolean
   /** Online, but silent for more than 3× its usual publish interval. */
   stale: boolean
+  /**
+   * Not connected, but expected back: it connects, reports and disconnects on a schedule (a
+   * deep-sleep ESP32, a cron job). It turns offline when it misses about 3× its interval, or when
+   * its will or status topic says so.
+   */
+  asleep: boolean
+  /** When an asleep device's next report is due, epoch ms. */
+  nextReport?: number
   /** Epoch milliseconds of the last message, or null if only announced. */
   lastSeen: number | null
   metrics: Record<string, MetricState>

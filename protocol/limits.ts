@@ -17,10 +17,12 @@ export const LIMITS = {
   sockets: 'a socket.io connection over --max-sockets was refused',
   socket_backlog: 'a socket client with more than --max-socket-backlog bytes or 128 packets waiting was skipped',
   socket_lag: 'a socket client that lagged for more than --max-socket-lag was disconnected',
+  recovery_bytes: 'the oldest broadcasts kept for /live clients that reconnect were dropped to stay within --max-recovery-bytes',
   devices: 'the least recently seen device was forgotten to stay within --max-devices',
   device_metrics: 'a metric over --max-metrics-per-device for one device was ignored',
   topics: 'a topic over --max-topics or --max-topic-index-bytes was left out of the topic index',
   history_points: "the least recently updated device's points were dropped from memory to stay within --max-history-points",
+  store_queue: 'a reading or message over --store-max-queue (or --store-max-queue-bytes) waiting to be written to the database was dropped',
 } as const
 
 export type LimitName = keyof typeof LIMITS

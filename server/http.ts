@@ -5,7 +5,8 @@ import { WebSocketServer, createWebSocketStream } from 'ws'
 import { Server } from 'socket.io'
 import type { Logger } from 'pino'
 import type { ZodType } from 'zod'
-import { ERRORS, type ErrorCode, type ErrorReply, type Principal } from '../protocol/index.ts'
+import { ERRORS, LIVE_NAMESPACE, type ErrorCode, type ErrorReply, type Principal } from '../protocol/index.ts'
+import { RECOVERY_WINDOW_MS, recoveryAdapter } from '../bridge/recovery.ts'
 import type { OnLimit } from '../protocol/limits.ts'
 import type { Duplex } from 'node:stream'
 import { loadDashboard } from './dashboard.ts'
@@ -37,6 +38,8 @@ export interface HttpServerOptions extends OriginCheckOptions {
   dashboardDir: string
   /** socket.io connections at once, on every namespace together. */
   maxSockets: number
+  /** Bytes of broadcasts kept for `/live` clients that reconnect within a minute. */
+  maxRecoveryBytes: number
   logger?: Logger
   onLimit?: OnLimit
 }
@@ -135,6 +138,9 @@ export async function createHttpServer(opts: HttpServerOptions): Promise<HttpSer
 
   const io = new Server(fastify.server, {
     serveClient: false,
+    // a /live client away for up to a minute is sent what it missed, from a bounded buffer (bridge/recovery.ts)
+    connectionStateRecovery: { maxDisconnectionDuration: RECOVERY_WINDOW_MS, skipMiddlewares: true },
+    adapter: recoveryAdapter(LIVE_NAMESPACE, opts.maxRecoveryBytes, opts.onLimit ?? (() => {})),
     // a socket message carries at most one MQTT payload, maybe as base64, plus its envelope
     maxHttpBufferSize: Math.ceil(opts.maxPacketSize * 1.4) + 4096,
     // we answer upgrades on other paths ourselves (MQTT over WebSocket)

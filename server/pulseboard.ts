@@ -26,6 +26,8 @@ export interface PulseboardOptions extends BrokerOptions, BridgeOptions, OriginC
   dashboardDir?: string
   /** socket.io connections at once, on / and /live together. @default 500 */
   maxSockets?: number
+  /** Bytes of broadcasts kept for `/live` clients that reconnect within a minute. @default 33554432 */
+  maxRecoveryBytes?: number
   registry?: RegistryOptions
   /** The in-memory history. */
   store?: MemoryStoreOptions
@@ -36,6 +38,7 @@ export const pulseboardDefaults = {
   mqttPort: 1883,
   port: 5000,
   maxSockets: 500,
+  maxRecoveryBytes: 32 * 1024 * 1024,
   dashboardDir: builtDashboardDir,
 }
 
@@ -92,6 +95,7 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
     identify: () => ANONYMOUS,
     dashboardDir: opts.dashboardDir ?? pulseboardDefaults.dashboardDir,
     maxSockets: opts.maxSockets ?? pulseboardDefaults.maxSockets,
+    maxRecoveryBytes: opts.maxRecoveryBytes ?? pulseboardDefaults.maxRecoveryBytes,
     ...(opts.allowOrigins && { allowOrigins: opts.allowOrigins }),
     ...(opts.publicUrl && { publicUrl: opts.publicUrl }),
     ...(logger && { logger }),
