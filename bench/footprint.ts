@@ -1,4 +1,6 @@
 import { spawn } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { packageRoot } from '../server/package.ts'
 import { spawnRole } from './ipc.ts'
@@ -55,7 +57,8 @@ async function launch(system: FootprintSystem, startArgs: string[]): Promise<{ p
   }
   const [port, mqttPort] = [await freePort(), await freePort()]
   // the real command as a user starts it: built, the executable itself, so its #! line's node flags apply
-  const args = ['start', '--port', String(port), '--mqtt-port', String(mqttPort), '--host', '127.0.0.1', '--log-level', 'warn', ...startArgs]
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'pulseboard-footprint-'))
+  const args = ['start', '--port', String(port), '--mqtt-port', String(mqttPort), '--host', '127.0.0.1', '--log-level', 'warn', '--data-dir', dataDir, ...startArgs]
   const child = fromSources ? spawn(process.execPath, ['--import', 'tsx', cli, ...args], { stdio: 'ignore' }) : spawn(cli, args, { stdio: 'ignore' })
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
   const readyMs = await readyAfter(since, async () => (await fetch(`http://127.0.0.1:${port}/api/health`)).ok)
@@ -66,6 +69,7 @@ async function launch(system: FootprintSystem, startArgs: string[]): Promise<{ p
     async stop() {
       child.kill('SIGTERM')
       await exited
+      rmSync(dataDir, { recursive: true, force: true })
     },
   }
 }

@@ -48,6 +48,8 @@ export interface BridgeParts {
    * `data.code`). @default everyone is anonymous
    */
   identify?: (auth: LiveAuth) => Principal
+  /** Keeps each message this node received from its publisher, for the message log. */
+  record?: (envelope: Envelope) => void
 }
 
 export const bridgeDefaults = { chatTopic: 'messages', valueUpdateIntervalMs: 1000 }
@@ -98,6 +100,7 @@ export function createBridge(parts: BridgeParts, opts: BridgeOptions = {}): Brid
     const envelope = toEnvelope(message)
     fanout.send(envelope)
     learnFrom(envelope)
+    if (message.local && !message.topic.startsWith('$')) parts.record?.(envelope)
   }
 
   function learnFrom(envelope: Envelope): void {
@@ -135,6 +138,11 @@ export function createBridge(parts: BridgeParts, opts: BridgeOptions = {}): Brid
     onUpdate([], [], [])
   }
   registry.on('update', onUpdate)
+  const onForget = (id: string) => {
+    heldValues.delete(id)
+    if (policy.canSeeDevice(ANONYMOUS, id)) fanout.sendForget(id)
+  }
+  registry.on('forget', onForget)
   // device events go to the `devices` room as one broadcast; until per-device rights exist, all may see all
   const visibleToAll = (d: DeviceState) => policy.canSeeDevice(ANONYMOUS, d.id)
 
@@ -266,11 +274,17 @@ export function createBridge(parts: BridgeParts, opts: BridgeOptions = {}): Brid
     for (const stop of unsubscribe) stop()
     stopPresence()
     registry.off('update', onUpdate)
+    registry.off('forget', onForget)
     if (valueTimer) clearTimeout(valueTimer)
     fanout.close()
   }
 
-  return { stats, fanout, registry, learn: (message) => learnFrom(toEnvelope(message)), chat, live, close }
+  // a retained message read at start tells what a device announced, not that it spoke now
+  const learn = (message: Message) => {
+    const envelope = toEnvelope(message)
+    if (envelope.topic !== chatTopic && !envelope.topic.startsWith('$')) registry.ingest(envelope, { replay: true })
+  }
+  return { stats, fanout, registry, learn, chat, live, close }
 }
 
 /** A message as `/live` clients see it: the payload as text, or base64 when it is not UTF-8. */

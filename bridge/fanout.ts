@@ -221,6 +221,11 @@ export class Fanout {
     if (readings.length > 0) target.emit('readings', readings)
   }
 
+  /** A device the registry no longer knows. */
+  sendForget(id: string): void {
+    this.#live.to(DEVICES).emit('forget', id)
+  }
+
   close(): void {
     clearInterval(this.#lagTimer)
     this.#cancel?.()

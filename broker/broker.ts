@@ -52,6 +52,8 @@ export interface BrokerOptions extends Partial<BrokerLimits> {
   onLimit?: OnLimit
   /** Asked for every publish, subscription and delivery. @default everyone may do everything */
   policy?: Policy
+  /** Where retained messages, sessions and their queues live; kept within the limits either way. @default in memory */
+  persistence?: AsyncPersistence
 }
 
 /** A message as the broker delivers it to an in-process subscriber. */
@@ -132,7 +134,7 @@ export async function createBroker(opts: BrokerOptions = {}): Promise<Broker> {
     banMs: limits.flapBanMs,
     maxTracked: limits.maxSessions,
   })
-  const persistence = new BoundedPersistence(new MemoryPersistence(), limits, onLimit)
+  const persistence = new BoundedPersistence(opts.persistence ?? new MemoryPersistence(), limits, onLimit)
   const policy = opts.policy ?? OPEN_POLICY
   /** The CONNECT packet of each client being authenticated: aedes hands `authenticate` only the client. */
   const connecting = new WeakMap<Client, ConnectPacket>()

@@ -2,6 +2,7 @@ import { brokerDefaults, type BrokerLimits } from '../broker/broker.ts'
 import { fanoutDefaults, type FanoutOptions } from '../bridge/fanout.ts'
 import { registryDefaults, type RegistryOptions } from '../devices/registry.ts'
 import { memoryStoreDefaults, type MemoryStoreOptions } from '../store/memory.ts'
+import { sqliteStoreDefaults, type SqliteStoreOptions } from '../store/sqlite.ts'
 import { pulseboardDefaults } from '../server/pulseboard.ts'
 
 /** How a limit's value is written on the command line. */
@@ -23,6 +24,7 @@ type LimitFlag =
   | Flag<'broker', keyof BrokerLimits>
   | Flag<'registry', 'maxDevices' | 'maxMetricsPerDevice' | 'maxTopics' | 'maxTopicIndexBytes'>
   | Flag<'store', keyof typeof memoryStoreDefaults>
+  | Flag<'sqlite', 'maxQueue' | 'maxQueueBytes'>
   | Flag<'fanout', 'maxPendingBytes' | 'maxLagMs'>
   | Flag<'app', 'maxSockets' | 'maxRecoveryBytes'>
 
@@ -58,6 +60,8 @@ export const LIMIT_FLAGS: readonly LimitFlag[] = [
   { flag: 'max-topic-index-bytes', part: 'registry', key: 'maxTopicIndexBytes', unit: 'bytes', min: 0, max: 64 * GiB, default: registryDefaults.maxTopicIndexBytes, help: 'characters of topics and payload previews in the index' },
   { flag: 'history-size', part: 'store', key: 'historySize', unit: 'count', min: 1, max: 10_000_000, default: memoryStoreDefaults.historySize, help: 'points kept in memory per metric' },
   { flag: 'max-history-points', part: 'store', key: 'maxHistoryPoints', unit: 'count', min: 1, max: 1_000_000_000, default: memoryStoreDefaults.maxHistoryPoints, help: 'points kept in memory for all metrics' },
+  { flag: 'store-max-queue', part: 'sqlite', key: 'maxQueue', unit: 'count', min: 1000, max: 100_000_000, default: sqliteStoreDefaults.maxQueue, help: 'readings and messages waiting to be written to the database' },
+  { flag: 'store-max-queue-bytes', part: 'sqlite', key: 'maxQueueBytes', unit: 'bytes', min: 1024 * 1024, max: 64 * GiB, default: sqliteStoreDefaults.maxQueueBytes, help: 'bytes of logged messages waiting to be written' },
 ]
 
 /** `MAX_CONNECTIONS` for `max-connections`. */
@@ -68,6 +72,7 @@ export interface LimitValues {
   broker: Partial<BrokerLimits>
   registry: Partial<RegistryOptions>
   store: Partial<MemoryStoreOptions>
+  sqlite: Partial<Pick<SqliteStoreOptions, 'maxQueue' | 'maxQueueBytes'>>
   fanout: Partial<FanoutOptions>
   app: { maxSockets?: number; maxRecoveryBytes?: number }
 }
@@ -102,6 +107,8 @@ export const ITEM_COST = {
   historyPoint: 32,
   /** One topic index entry beyond its characters. */
   topic: 200,
+  /** A reading waiting to be written: its object, and its place in a batch. */
+  queuedReading: 128,
 } as const
 
 /** Each bounded structure's worst case, and their sum, for a set of limits (defaults for what is not given). */
@@ -123,6 +130,8 @@ export function memoryBudget(values: LimitValues): { parts: { what: string; byte
     { what: 'devices and their metrics', bytes: v('max-devices') * (ITEM_COST.device + 16 * 2 * topicLength + v('max-metrics-per-device') * ITEM_COST.metric) },
     { what: 'topic index', bytes: v('max-topics') * ITEM_COST.topic + 2 * v('max-topic-index-bytes') },
     { what: 'history points in memory', bytes: v('max-history-points') * ITEM_COST.historyPoint },
+    // payloads wait as strings, two bytes a character at worst
+    { what: 'writes waiting for the database', bytes: v('store-max-queue') * ITEM_COST.queuedReading + 2 * v('store-max-queue-bytes') },
   ]
   return { parts, total: parts.reduce((sum, p) => sum + p.bytes, 0) }
 }

@@ -1,7 +1,9 @@
 import os from 'node:os'
+import path from 'node:path'
 import { pino, type Logger } from 'pino'
 import { z } from 'zod'
-import { createPulseboard, PortInUseError, pulseboardDefaults } from '../server/pulseboard.ts'
+import { DATABASE_FILE, createPulseboard, PortInUseError, pulseboardDefaults } from '../server/pulseboard.ts'
+import { StoreOpenError } from '../store/sqlite.ts'
 import { bridgeDefaults } from '../bridge/bridge.ts'
 import { MQTT_WS_PATH } from '../server/http.ts'
 import { topicError } from '../protocol/index.ts'
@@ -28,6 +30,12 @@ Options:
                            address or this machine's name (env PUBLIC_URL)
       --allow-origin <url> another origin whose web pages may connect; repeat
                            for more (env ALLOW_ORIGINS, comma-separated)
+      --data-dir <dir>     where history, devices and broker state are kept, in
+                           one SQLite file, pulseboard.db (env DATA_DIR, default data)
+      --no-store           keep everything in memory instead; a restart forgets it
+      --retention <time>   how long readings are kept (env RETENTION, default 30d)
+      --log-retention <time>
+                           how long the raw message log is kept (env LOG_RETENTION, default 24h)
       --chat-topic <t>     MQTT topic for chat text from socket clients
                            (env CHAT_TOPIC, default "${bridgeDefaults.chatTopic}")
       --log-level <level>  fatal, error, warn, info, debug or trace (env LOG_LEVEL, default info)
@@ -44,6 +52,19 @@ const port = (flag: string, env: string) =>
     .min(0, `${flag} (or ${env}) must be a port number from 0 to 65535`)
     .max(65535, `${flag} (or ${env}) must be a port number from 0 to 65535`)
 
+const DAY = 24 * 60 * 60 * 1000
+/** A retention: 30d, 12h, 90m; at least a minute. */
+const days = (flag: string, env: string) =>
+  z
+    .string()
+    .transform((text, ctx) => {
+      const match = /^(\d+(?:\.\d+)?)\s*(d|h|m)$/i.exec(text.trim())
+      const ms = match ? Number(match[1]) * { d: DAY, h: DAY / 24, m: 60_000 }[match[2]!.toLowerCase() as 'd' | 'h' | 'm'] : NaN
+      if (!(ms >= 60_000)) ctx.addIssue({ code: 'custom', message: `${flag} (or ${env}) must be a time such as 30d, 12h or 90m` })
+      return Math.round(ms)
+    })
+    .or(z.number())
+
 const url = (flag: string, env: string) =>
   z
     .string()
@@ -55,6 +76,10 @@ const ConfigSchema = z.object({
   mqttPort: port('--mqtt-port', 'MQTT_PORT').default(pulseboardDefaults.mqttPort),
   host: z.string().min(1, '--host (or HOST) must not be empty').optional(),
   publicUrl: url('--public-url', 'PUBLIC_URL').optional(),
+  dataDir: z.string().min(1, '--data-dir (or DATA_DIR) must not be empty').default('data'),
+  noStore: z.boolean().default(false),
+  retentionMs: days('--retention', 'RETENTION').default(30 * DAY),
+  logRetentionMs: days('--log-retention', 'LOG_RETENTION').default(DAY),
   allowOrigins: z.array(url('--allow-origin', 'ALLOW_ORIGINS')).default([]),
   chatTopic: z
     .string()
@@ -77,18 +102,26 @@ export function readConfig(argv: string[], env: NodeJS.ProcessEnv): StartConfig 
     'mqtt-port': { type: 'string' },
     host: { type: 'string' },
     'public-url': { type: 'string' },
+    'data-dir': { type: 'string' },
+    'no-store': { type: 'boolean' },
+    retention: { type: 'string' },
+    'log-retention': { type: 'string' },
     'allow-origin': { type: 'string', multiple: true },
     'chat-topic': { type: 'string' },
     'log-level': { type: 'string' },
     ...Object.fromEntries(LIMIT_FLAGS.map((l) => [l.flag, { type: 'string' as const }])),
   })
-  const flags = values as Record<string, string | string[] | undefined>
+  const flags = values as Record<string, string | string[] | boolean | undefined>
   const one = (name: string) => flags[name] as string | undefined
   const raw = {
     port: one('port') ?? env.PORT,
     mqttPort: one('mqtt-port') ?? env.MQTT_PORT,
     host: one('host') ?? env.HOST,
     publicUrl: one('public-url') ?? env.PUBLIC_URL,
+    dataDir: one('data-dir') ?? env.DATA_DIR,
+    noStore: flags['no-store'] === true,
+    retentionMs: one('retention') ?? env.RETENTION,
+    logRetentionMs: one('log-retention') ?? env.LOG_RETENTION,
     allowOrigins: (flags['allow-origin'] as string[] | undefined) ?? env.ALLOW_ORIGINS?.split(',').filter(Boolean),
     chatTopic: one('chat-topic') ?? env.CHAT_TOPIC,
     logLevel: one('log-level') ?? env.LOG_LEVEL,
@@ -99,7 +132,7 @@ export function readConfig(argv: string[], env: NodeJS.ProcessEnv): StartConfig 
     const value = issue.path.reduce<unknown>((v, key) => (v as Record<PropertyKey, unknown>)?.[key], raw)
     throw new UsageError(`${issue.message}, got ${JSON.stringify(value)}`)
   }
-  const limits: LimitValues = { broker: {}, registry: {}, store: {}, fanout: {}, app: {} }
+  const limits: LimitValues = { broker: {}, registry: {}, store: {}, sqlite: {}, fanout: {}, app: {} }
   for (const l of LIMIT_FLAGS) {
     const text = one(l.flag) ?? env[envOf(l.flag)]
     if (text !== undefined) (limits[l.part] as Record<string, number>)[l.key] = limitValue(l, text)
@@ -147,13 +180,14 @@ function reachableHosts(host: string | undefined): string[] {
   return ['localhost', ...lan]
 }
 
-function banner(hosts: string[], port: number, mqttPort: number, memoryBound: number): string {
+function banner(hosts: string[], port: number, mqttPort: number, memoryBound: number, data: string): string {
   const lan = hosts.find((h) => h !== 'localhost') ?? hosts[0]!
   const rows: [string, string[]][] = [
     ['Dashboard', hosts.map((h) => `http://${h}:${port}/`)],
     ['MQTT', hosts.map((h) => `mqtt://${h}:${mqttPort}`)],
     ['MQTT over WS', [`ws://${lan}:${port}${MQTT_WS_PATH}`]],
     ['socket.io', [`http://${lan}:${port}  (namespaces / and /live)`]],
+    ['Data', [data]],
     ['Memory bound', [`${(memoryBound / 1024 ** 3).toFixed(1)} GiB more than idle, with these limits (docs/limits.md)`]],
   ]
   const lines = [`Pulseboard ${version} is running`, '']
@@ -174,8 +208,24 @@ export const command: Command = {
   async run(argv) {
     const config = readConfig(argv, process.env)
     const logger = await createLogger(config.logLevel)
-    const { broker, registry, store, fanout, app: appLimits, ...rest } = config
-    const app = await createPulseboard({ ...rest, ...broker, ...appLimits, registry, store, fanout, logger })
+    const { broker, registry, store, sqlite, fanout, app: appLimits, dataDir, noStore, retentionMs, logRetentionMs, ...rest } = config
+    let app
+    try {
+      app = await createPulseboard({
+        ...rest,
+        ...broker,
+        ...appLimits,
+        registry,
+        store,
+        fanout,
+        logger,
+        ...(!noStore && { dataDir, sqlite: { ...sqlite, retentionMs, logRetentionMs } }),
+      })
+    } catch (err) {
+      // a database that is not ours, is damaged, or cannot be written: its message names the file and the fix
+      if (err instanceof StoreOpenError) throw new CliError(err.message)
+      throw err
+    }
     // Whatever still escapes is logged with its stack and counted; one bad input must not end the server for everyone.
     process.on('uncaughtException', (err, origin) => app.uncaught(err, origin))
     process.on('unhandledRejection', (err) => app.uncaught(err, 'unhandledRejection'))
@@ -196,7 +246,8 @@ export const command: Command = {
       }
       throw err
     }
-    console.log(banner(reachableHosts(config.host), ports.port, ports.mqttPort, memoryBudget(config).total))
+    const data = noStore ? 'in memory only (--no-store): a restart forgets it' : `${path.resolve(dataDir, DATABASE_FILE)}`
+    console.log(banner(reachableHosts(config.host), ports.port, ports.mqttPort, memoryBudget(config).total, data))
 
     await new Promise<void>((resolve) => {
       const stop = (signal: string) => {

@@ -43,6 +43,8 @@ interface Device {
   labels: Map<string, string>
   /** Metrics with a value, counted against `maxMetricsPerDevice`. */
   metricCount: number
+  /** The name its firmware announced; a user's name (`state.renamed`) is shown instead. */
+  announcedName?: string
 }
 
 /** What the registry saves of one device, to start from it after a restart: plain JSON. */
@@ -53,6 +55,7 @@ export interface DeviceSnapshot {
   commandTopics: Record<string, string>
   binary: string[]
   labels: [metric: string, label: string][]
+  announcedName?: string
 }
 
 export interface RegistryEvents {
@@ -61,7 +64,7 @@ export interface RegistryEvents {
    * the readings accepted since the last batch, and devices whose only change is new values.
    */
   update: [changed: DeviceState[], readings: Reading[], valuesOnly: DeviceState[]]
-  /** A device was forgotten to stay within `maxDevices`. */
+  /** A device was forgotten: to stay within `maxDevices`, or because a user asked. */
   forget: [id: string]
 }
 
@@ -135,6 +138,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
       commandTopics: device.commandTopics,
       binary: [...device.binary],
       labels: [...device.labels],
+      ...(device.announcedName !== undefined && { announcedName: device.announcedName }),
     }
   }
 
@@ -165,14 +169,19 @@ export class Registry extends EventEmitter<RegistryEvents> {
         binary: new Set(s.binary),
         labels: new Map(s.labels),
         metricCount: Object.keys(state.metrics).length,
+        ...(typeof s.announcedName === 'string' && { announcedName: s.announcedName }),
       }
       this.#devices.set(state.id, device)
     }
     return ordered.length
   }
 
-  /** Learns from one message on the broker. */
-  ingest(envelope: Envelope): void {
+  /**
+   * Learns from one message on the broker. With `replay` (a retained message read at start)
+   * it learns what was announced and fills values not known yet, but the device did not speak
+   * now: its last-seen time, presence and history stay as they were.
+   */
+  ingest(envelope: Envelope, { replay = false } = {}): void {
     this.#topicIndex.remember(envelope)
     if (envelope.encoding) return // readings are text: numbers, JSON, ON/OFF
     const { readings, facts } = this.#parser.parse(envelope.topic, envelope.payload, envelope.ts)
@@ -182,15 +191,21 @@ export class Registry extends EventEmitter<RegistryEvents> {
     const touch = (device: Device, matters: boolean) => touched.set(device, matters || touched.get(device) === true)
     for (const fact of facts) {
       const device = this.#device(fact.device, fact.format)
-      touch(device, this.#applyFact(device, fact))
+      // a retained "online" is what the device last said, not that it is connected now
+      touch(device, this.#applyFact(device, replay ? { ...fact, online: undefined } : fact))
     }
     for (const reading of readings) {
       const device = this.#device(reading.device)
+      if (replay && reading.metric in device.state.metrics) continue
       const applied = this.#applyReading(device, reading)
-      if (applied !== 'refused') this.#readings.push(reading)
+      if (applied !== 'refused' && !replay) this.#readings.push(reading)
       touch(device, applied === 'new')
     }
     for (const [device, matters] of touched) {
+      if (replay) {
+        if (matters) this.#changed.add(device)
+        continue
+      }
       if (this.#seen(device, envelope) || matters) this.#changed.add(device)
       else this.#valuesChanged.add(device)
     }
@@ -223,6 +238,36 @@ export class Registry extends EventEmitter<RegistryEvents> {
 
   get(id: string): DeviceState | undefined {
     return this.#devices.get(id)?.state
+  }
+
+  /**
+   * A user's name for a device, shown instead of the announced one and kept across restarts;
+   * null goes back to what the firmware announced (or the id). Undefined for an unknown device.
+   */
+  rename(id: string, name: string | null): DeviceState | undefined {
+    const device = this.#devices.get(id)
+    if (!device) return undefined
+    if (name === null) {
+      delete device.state.renamed
+      device.state.name = device.announcedName ?? id
+    } else {
+      device.state.renamed = true
+      device.state.name = name
+    }
+    this.#changed.add(device)
+    this.#schedule()
+    return device.state
+  }
+
+  /**
+   * Forgets a device and, through the `forget` event, its history. It comes back as new if it
+   * reports again. False for an unknown device.
+   */
+  forget(id: string): boolean {
+    const device = this.#devices.get(id)
+    if (!device) return false
+    this.#remove(id, device)
+    return true
   }
 
   /** Topics sorted by name, after `cursor` (a topic), at most `limit`. */
@@ -271,12 +316,16 @@ export class Registry extends EventEmitter<RegistryEvents> {
 
   #forgetLeastRecent(): void {
     const [id, device] = this.#devices.entries().next().value!
+    this.#remove(id, device)
+    this.#onLimit('devices', { device: id })
+  }
+
+  #remove(id: string, device: Device): void {
     this.#devices.delete(id)
     if (this.#lastSeen === device) this.#lastSeen = null
     this.#changed.delete(device)
     this.#valuesChanged.delete(device)
     this.#presence.forget(device)
-    this.#onLimit('devices', { device: id })
     this.emit('forget', id)
   }
 
@@ -287,7 +336,10 @@ export class Registry extends EventEmitter<RegistryEvents> {
     const before = `${state.name}|${state.format}|${state.commands.join()}|${state.online}`
     // a device announced by discovery or a status topic keeps that format over the fallback
     if (state.format === 'topic') state.format = fact.format
-    if (fact.name) state.name = fact.name
+    if (fact.name) {
+      device.announcedName = fact.name
+      if (!state.renamed) state.name = fact.name
+    }
     if (fact.commandBase) device.commandBase = fact.commandBase
     const max = this.#opts.maxMetricsPerDevice
     for (const [metric, topic] of Object.entries(fact.commands ?? {})) {

@@ -16,8 +16,10 @@ export interface MetricState {
 /** A device as the registry knows it; `GET /api/devices` returns an array of these. */
 export interface DeviceState {
   id: string
-  /** Display name: announced by the firmware, or the id. */
+  /** Display name: a user's (see `renamed`), announced by the firmware, or the id. */
   name: string
+  /** The name was set by a user (`PATCH /api/devices/:id`); an announced name does not replace it. */
+  renamed?: true
   format: DeviceFormat
   online: boolean
   /** Online, but silent for more than 3× its usual publish interval. */

@@ -34,6 +34,8 @@ export interface LiveServerToClientEvents {
   device: (changed: DeviceState[]) => void
   /** Readings since the last batch, at most every 100 ms. */
   readings: (batch: Reading[]) => void
+  /** A device was forgotten (by a user, or to stay within `--max-devices`); it is new if it reports again. */
+  forget: (id: string) => void
 }
 
 export interface LiveClientToServerEvents {

@@ -1,6 +1,7 @@
+import { Readable } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { z } from 'zod'
-import type { DeviceHistory, HealthReport, Policy } from '../protocol/index.ts'
+import { filterError, type DeviceHistory, type HealthReport, type Policy } from '../protocol/index.ts'
 import type { Registry } from '../devices/registry.ts'
 import type { HistoryStore } from '../store/history.ts'
 import { sendError } from './http.ts'
@@ -9,6 +10,10 @@ import { sendError } from './http.ts'
 export const PAGE = { default: 500, max: 1000 }
 /** The most points (or buckets) per metric a history request may ask for. */
 export const MAX_HISTORY_POINTS = 100_000
+/** Messages in one page of `/api/messages`: the default, and the most a client may ask for. */
+export const MESSAGE_PAGE = { default: 100, max: 1000 }
+/** The longest name a user may give a device. */
+export const MAX_DEVICE_NAME = 200
 
 export interface ApiParts {
   registry: Registry
@@ -39,12 +44,39 @@ const historyQuery = z
   })
   .strict()
 
+const exportQuery = z
+  .object({
+    metrics: z.string().max(65535).optional(),
+    from: epochMs.optional(),
+    to: epochMs.optional(),
+  })
+  .strict()
+
+const messagesQuery = z
+  .object({
+    topic: z.string().min(1).max(65535).optional(),
+    before: epochMs.optional(),
+    beforeId: z.coerce.number().int().min(0).optional(),
+    limit: z.coerce.number().int().min(1).max(MESSAGE_PAGE.max).default(MESSAGE_PAGE.default),
+  })
+  .strict()
+
+const renameBody = z
+  .object({
+    /** null gives the device back the name its firmware announced. */
+    name: z.string().trim().min(1).max(MAX_DEVICE_NAME).nullable(),
+  })
+  .strict()
+
 type Paged = FastifyRequest<{ Querystring: { limit: number; cursor?: string } }>
 type ById = FastifyRequest<{ Params: { id: string } }>
 type History = FastifyRequest<{
   Params: { id: string }
   Querystring: { metrics?: string; from?: number; to?: number; since?: number; maxPoints?: number }
 }>
+type Export = FastifyRequest<{ Params: { id: string }; Querystring: { metrics?: string; from?: number; to?: number } }>
+type Messages = FastifyRequest<{ Querystring: { topic?: string; before?: number; beforeId?: number; limit: number } }>
+type Rename = FastifyRequest<{ Params: { id: string }; Body: { name: string | null } }>
 
 /** The HTTP API. Every list answers only what the request's principal may see. */
 export function registerApi(fastify: FastifyInstance, parts: ApiParts): void {
@@ -100,6 +132,53 @@ export function registerApi(fastify: FastifyInstance, parts: ApiParts): void {
       if (unit !== undefined) series.unit = unit
     }
     return history
+  })
+
+  fastify.patch('/api/devices/:id', { schema: { params: deviceParams, body: renameBody } }, async (req: Rename, reply) => {
+    if (!visible(req, req.params.id)) return unknownDevice(reply, req.params.id)
+    return registry.rename(req.params.id, req.body.name)
+  })
+
+  fastify.delete('/api/devices/:id', { schema: { params: deviceParams } }, async (req: ById, reply) => {
+    if (!visible(req, req.params.id)) return unknownDevice(reply, req.params.id)
+    registry.forget(req.params.id)
+    return reply.code(204).send()
+  })
+
+  fastify.get('/api/devices/:id/export.csv', { schema: { params: deviceParams, querystring: exportQuery } }, async (req: Export, reply) => {
+    const { id } = req.params
+    if (!visible(req, id)) return unknownDevice(reply, id)
+    const { metrics, from, to } = req.query
+    if (from !== undefined && to !== undefined && from > to) return sendError(reply, 'E_INVALID_REQUEST', 'querystring/from must not be after to')
+    const rows = store.exportCsv({
+      device: id,
+      ...(metrics !== undefined && { metrics: metrics.split(',').filter(Boolean) }),
+      ...(from !== undefined && { from }),
+      ...(to !== undefined && { to }),
+    })
+    // streamed with backpressure: a month of readings is read page by page as the client takes it
+    const filename = `${id.replace(/[^\w.-]+/g, '_')}.csv`
+    return reply.type('text/csv; charset=utf-8').header('content-disposition', `attachment; filename="${filename}"`).send(Readable.from(rows))
+  })
+
+  fastify.get('/api/messages', { schema: { querystring: messagesQuery } }, async (req: Messages, reply) => {
+    const { topic, before, beforeId, limit } = req.query
+    const invalid = topic === undefined ? null : filterError(topic)
+    if (invalid !== null) return sendError(reply, 'E_INVALID_FILTER', `querystring/topic: ${invalid}`)
+    if (beforeId !== undefined && before === undefined) return sendError(reply, 'E_INVALID_REQUEST', 'querystring/beforeId needs before')
+    const found = await store.messages({
+      ...(topic !== undefined && { filter: topic }),
+      ...(before !== undefined && { before }),
+      ...(beforeId !== undefined && { beforeId }),
+      limit: limit + 1,
+    })
+    const page = found.slice(0, limit)
+    const last = page.at(-1)
+    if (found.length > limit && last !== undefined) {
+      const params = new URLSearchParams({ ...(topic !== undefined && { topic }), before: String(last.ts), beforeId: String(last.id), limit: String(limit) })
+      void reply.header('link', `</api/messages?${params}>; rel="next"`)
+    }
+    return page.filter((m) => policy.canSubscribe(req.principal, m.topic))
   })
 
   fastify.get('/api/topics', { schema: { querystring: pageQuery } }, async (req: Paged, reply) => {

@@ -23,7 +23,8 @@ export function createMetrics(
   let loaded: Promise<Registry> | null = null
   return {
     async scrape() {
-      loaded ??= import('prom-client').then((prom) => build(prom, parts, limitHits, uncaughtErrors))
+      // prom-client is CommonJS: only `default` (its module.exports) is there both from sources and in the bundle
+      loaded ??= import('prom-client').then((prom) => build(prom.default, parts, limitHits, uncaughtErrors))
       const register = await loaded
       return { contentType: register.contentType, body: await register.metrics() }
     },

@@ -1,4 +1,5 @@
 import net from 'node:net'
+import path from 'node:path'
 import type { Logger } from 'pino'
 import { ANONYMOUS, OPEN_POLICY, type HealthReport } from '../protocol/index.ts'
 import { createBroker, type Broker, type BrokerOptions } from '../broker/broker.ts'
@@ -8,6 +9,9 @@ import type { MessageSource } from '../bridge/source.ts'
 import { Registry, type RegistryOptions } from '../devices/registry.ts'
 import type { HistoryStore } from '../store/history.ts'
 import { MemoryStore, type MemoryStoreOptions } from '../store/memory.ts'
+import { SqliteStore, type SqliteStoreOptions } from '../store/sqlite.ts'
+import { SqlitePersistence } from '../broker/sqlite-persistence.ts'
+import type { FormatsState } from '../formats/index.ts'
 import { registerApi } from './api.ts'
 import { createHttpServer, type HttpServer } from './http.ts'
 import { createLimitLog } from './limit-log.ts'
@@ -29,10 +33,23 @@ export interface PulseboardOptions extends BrokerOptions, BridgeOptions, OriginC
   /** Bytes of broadcasts kept for `/live` clients that reconnect within a minute. @default 33554432 */
   maxRecoveryBytes?: number
   registry?: RegistryOptions
-  /** The in-memory history. */
+  /**
+   * Where the database file (`pulseboard.db`) is kept: readings, the message log, the devices,
+   * and the broker's retained messages, sessions and queues. Absent: everything in memory,
+   * forgotten at a restart.
+   */
+  dataDir?: string
+  /** The database's retention and write queue. */
+  sqlite?: Omit<SqliteStoreOptions, 'file' | 'logger' | 'onLimit'>
+  /** The in-memory history, without `dataDir`. */
   store?: MemoryStoreOptions
   logger?: Logger
 }
+
+/** The database in the data directory. */
+export const DATABASE_FILE = 'pulseboard.db'
+/** How often devices and discovery state are saved. */
+const SAVE_INTERVAL_MS = 5000
 
 export const pulseboardDefaults = {
   mqttPort: 1883,
@@ -80,14 +97,51 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
   const onLimit = limitLog.report
   const policy = OPEN_POLICY
 
-  const broker = await createBroker({ ...opts, policy, onLimit })
+  // one file keeps history and broker state, so a restart (or a backup) sees them together
+  const sqlite = opts.dataDir ? SqliteStore.open({ file: path.join(opts.dataDir, DATABASE_FILE), ...opts.sqlite, ...(logger && { logger }), onLimit }) : null
+  const store: HistoryStore = sqlite ?? new MemoryStore({ onLimit, ...opts.store })
+  // a failed write of broker state (a full disk) is logged once per 10 s; the broker carries on from memory
+  let persistenceErrors = 0
+  let persistenceLoggedAt = 0
+  const persistenceFailed = (err: unknown) => {
+    persistenceErrors++
+    if (Date.now() - persistenceLoggedAt < 10_000) return
+    persistenceLoggedAt = Date.now()
+    logger?.error({ err, failures: persistenceErrors }, `broker state could not be written to ${sqlite?.file}; the broker carries on from memory, and what was not written is lost at the next restart`)
+  }
+  const broker = await createBroker({ ...opts, policy, onLimit, ...(sqlite && { persistence: new SqlitePersistence(sqlite.db, persistenceFailed) }) })
   const source = embeddedSource(broker, policy)
-  const registry = new Registry({ onLimit, ...opts.registry })
-  const store: HistoryStore = new MemoryStore({ onLimit, ...opts.store })
-  registry.on('update', (_changed, readings) => {
+  const registry = new Registry({ onLimit, ...opts.registry }, (await store.loadFormats()) as FormatsState | undefined)
+  const restored = registry.restore(await store.loadDevices())
+  if (restored > 0) logger?.info({ devices: restored }, 'devices restored from the database')
+
+  registry.on('update', (changed, readings, valuesOnly) => {
     if (readings.length > 0) store.append(readings)
+    for (const d of changed) dirty.add(d.id)
+    for (const d of valuesOnly) dirty.add(d.id)
   })
-  registry.on('forget', (id) => store.forget(id))
+  registry.on('forget', (id) => {
+    dirty.delete(id)
+    store.forget(id)
+  })
+  // Devices and what discovery taught the parsers are saved every few seconds, not at every
+  // message: a restart needs their last state, and the readings themselves are stored as they come.
+  const dirty = new Set<string>()
+  let factsSaved = registry.factsSeen
+  function saveState(): void {
+    const saved = [...dirty].flatMap((id) => {
+      const snapshot = registry.snapshot(id)
+      return snapshot ? [{ id, snapshot }] : []
+    })
+    dirty.clear()
+    if (saved.length > 0) store.saveDevices(saved)
+    if (registry.factsSeen !== factsSaved) {
+      factsSaved = registry.factsSeen
+      store.saveFormats(registry.formats())
+    }
+  }
+  const saveTimer = setInterval(saveState, SAVE_INTERVAL_MS)
+  saveTimer.unref()
 
   const http = await createHttpServer({
     maxPacketSize: source.limits.maxPacketSize,
@@ -101,7 +155,7 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
     ...(logger && { logger }),
     onLimit,
   })
-  const bridge = createBridge({ source, io: http.io, registry, policy }, { ...opts, onLimit })
+  const bridge = createBridge({ source, io: http.io, registry, policy, record: (e) => store.log([e]) }, { ...opts, onLimit })
   let uncaughtErrors = 0
   const metrics = createMetrics({ broker, bridge, registry, store }, limitLog.hits, () => uncaughtErrors)
 
@@ -122,7 +176,7 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
         },
         sockets: { chat: bridge.chat.sockets.size, live: bridge.live.sockets.size },
         bridge: { ...bridge.stats, ...bridge.fanout.stats },
-        usage: { ...broker.persistence.usage, ...registry.usage, ...store.usage },
+        usage: { ...broker.persistence.usage, ...registry.usage, ...store.usage, ...(sqlite && { brokerWriteErrors: persistenceErrors }) },
         limits: limitLog.hits,
       }) satisfies HealthReport,
     metrics: () => metrics.scrape(),
@@ -147,8 +201,11 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
     await http.close()
     await bridge.close()
     registry.close()
-    await store.close()
+    clearInterval(saveTimer)
     await broker.close()
+    // after the broker, whose persistence shares the database; writes out what is queued
+    saveState()
+    await store.close()
     limitLog.close()
   }
 

@@ -1,6 +1,16 @@
-import type { Bucket, DeviceHistory, HistoryQuery, Reading } from '../protocol/index.ts'
+import type { Logger } from 'pino'
+import type { Bucket, DeviceHistory, Envelope, HistoryQuery, Reading } from '../protocol/index.ts'
 import type { OnLimit } from '../protocol/limits.ts'
-import { DEFAULT_MAX_POINTS, type HistoryStore } from './history.ts'
+import { topicMatches } from '../protocol/topics.ts'
+import {
+  DEFAULT_MAX_POINTS,
+  MAX_LOGGED_PAYLOAD_BYTES,
+  type ExportQuery,
+  type HistoryStore,
+  type LoggedEnvelope,
+  type MessageQuery,
+  type Saved,
+} from './history.ts'
 
 /**
  * A ring of (time, value) points that grows as points arrive, up to `capacity`:
@@ -73,38 +83,131 @@ export interface MemoryStoreOptions {
   historySize?: number
   /** Points kept in memory for all metrics together; the least recently updated devices' go first. @default 2000000 */
   maxHistoryPoints?: number
+  /** Messages kept in the message log, the oldest overwritten first; payloads are cut to `MAX_LOGGED_PAYLOAD_BYTES`. @default 10000 */
+  logSize?: number
+  /** Told of a saved state that is not JSON (a cycle, a BigInt): it is not kept. */
+  logger?: Logger
   onLimit?: OnLimit
 }
 
 export const memoryStoreDefaults = {
   historySize: 3600,
   maxHistoryPoints: 2_000_000,
-} satisfies Required<Omit<MemoryStoreOptions, 'onLimit'>>
+  logSize: 10_000,
+} satisfies Required<Omit<MemoryStoreOptions, 'onLimit' | 'logger'>>
 
-/** Recent points of every device's metrics, in memory, bounded per metric and in total: history until a restart. */
+/**
+ * Recent points of every device's metrics and the latest messages, in memory, bounded per metric,
+ * in total and in messages: history until a restart. What is saved (devices, formats) round-trips
+ * within the process only.
+ */
 export class MemoryStore implements HistoryStore {
-  readonly #opts: Required<Omit<MemoryStoreOptions, 'onLimit'>>
+  readonly #opts: Required<Omit<MemoryStoreOptions, 'onLimit' | 'logger'>>
   readonly #onLimit: OnLimit
+  readonly #logger: Logger | undefined
   /** Series by device, then metric; devices in least-recently-updated order. */
   readonly #devices = new Map<string, Map<string, Series>>()
   /** The device appended to last: most readings come in runs of one device's metrics. */
   #last: string | null = null
   #points = 0
+  /** The message log: a ring that grows up to `logSize`, then overwrites its oldest. */
+  readonly #log: LoggedEnvelope[] = []
+  /** Where the next message goes once the ring is full. */
+  #logNext = 0
+  #logId = 0
+  /** Saved records as JSON, so that what loads is what SQLite would give back, not the caller's live objects. */
+  readonly #saved = new Map<string, string>()
+  #formats: string | undefined
 
   constructor(opts: MemoryStoreOptions = {}) {
-    const { onLimit, ...rest } = opts
+    const { onLimit, logger, ...rest } = opts
     this.#opts = { ...memoryStoreDefaults, ...rest }
     this.#onLimit = onLimit ?? (() => {})
+    this.#logger = logger
     if (this.#opts.maxHistoryPoints < this.#opts.historySize) throw new RangeError('maxHistoryPoints must be at least historySize')
+    if (!(this.#opts.logSize >= 0)) throw new RangeError('logSize must be 0 or more')
   }
 
-  get usage(): { historyPoints: number } {
-    return { historyPoints: this.#points }
+  get usage(): { historyPoints: number; logMessages: number } {
+    return { historyPoints: this.#points, logMessages: this.#log.length }
   }
 
   append(batch: readonly Reading[]): void {
     for (const r of batch) this.#append(r.device, r.metric, r.ts, r.value)
   }
+
+  log(batch: readonly Envelope[]): void {
+    const size = this.#opts.logSize
+    if (size === 0) return
+    for (const e of batch) {
+      const entry = loggedEnvelope(e, ++this.#logId)
+      if (this.#log.length < size) this.#log.push(entry)
+      else {
+        this.#log[this.#logNext] = entry
+        this.#logNext = (this.#logNext + 1) % size
+      }
+    }
+  }
+
+  async messages(q: MessageQuery): Promise<LoggedEnvelope[]> {
+    const out: LoggedEnvelope[] = []
+    for (const e of this.#log) {
+      if (q.before !== undefined && !isBefore(e, q.before, q.beforeId)) continue
+      if (q.filter !== undefined && !topicMatches(q.filter, e.topic)) continue
+      out.push(e)
+    }
+    // the ring is in arrival order; `ts` comes from the bridge and may step back, so sort as SQLite orders
+    out.sort((a, b) => b.ts - a.ts || b.id - a.id)
+    return out.slice(0, Math.max(0, q.limit)).map((e) => ({ ...e }))
+  }
+
+  async *exportCsv(q: ExportQuery): AsyncIterable<string> {
+    yield CSV_HEADER
+    const series = this.#devices.get(q.device)
+    if (!series) return
+    const metrics = (q.metrics ?? [...series.keys()]).filter((m) => series.has(m))
+    const ranges = metrics.map((m) => series.get(m)!.range(q.from, q.to))
+    const heads = ranges.map(() => 0)
+    const names = metrics.map(csvField)
+    let lines: string[] = []
+    for (;;) {
+      // a k-way merge by time: a device has a handful of metrics
+      let pick = -1
+      for (let i = 0; i < ranges.length; i++) {
+        const p = ranges[i]![heads[i]!]
+        if (p && (pick < 0 || p[0] < ranges[pick]![heads[pick]!]![0])) pick = i
+      }
+      if (pick < 0) break
+      const [ts, value] = ranges[pick]![heads[pick]!++]!
+      lines.push(`${ts},${names[pick]!},${value}\r\n`)
+      if (lines.length >= CSV_CHUNK_LINES) {
+        yield lines.join('')
+        lines = []
+      }
+    }
+    if (lines.length > 0) yield lines.join('')
+  }
+
+  saveDevices(devices: readonly Saved[]): void {
+    for (const d of devices) {
+      const json = toJson(d.snapshot, this.#logger)
+      if (json !== undefined) this.#saved.set(d.id, json)
+    }
+  }
+
+  async loadDevices(): Promise<Saved[]> {
+    return [...this.#saved].map(([id, json]) => ({ id, snapshot: JSON.parse(json) as unknown }))
+  }
+
+  saveFormats(state: unknown): void {
+    this.#formats = toJson(state, this.#logger) ?? this.#formats
+  }
+
+  async loadFormats(): Promise<unknown> {
+    return this.#formats === undefined ? undefined : (JSON.parse(this.#formats) as unknown)
+  }
+
+  async flush(): Promise<void> {}
 
   async query(q: HistoryQuery): Promise<DeviceHistory> {
     const from = q.from ?? -Infinity
@@ -131,6 +234,7 @@ export class MemoryStore implements HistoryStore {
 
   forget(device: string): void {
     this.#drop(device)
+    this.#saved.delete(device)
   }
 
   async close(): Promise<void> {}
@@ -205,4 +309,52 @@ export function bucketed(points: readonly [number, number][], maxPoints: number)
   }
   if (count > 0) buckets.push([start, min, max, sum / count])
   return { bucketMs, buckets }
+}
+
+/** The CSV header line of `exportCsv`. */
+export const CSV_HEADER = 'ts,metric,value\r\n'
+/** Lines per string that `exportCsv` yields: few enough to stay small, enough that the per-chunk cost does not show. */
+export const CSV_CHUNK_LINES = 10_000
+
+/** A CSV field, quoted as RFC 4180 asks when it holds a comma, a quote or a line break (or spaces at its ends, which some readers trim). */
+export function csvField(text: string): string {
+  return /[",\r\n]|^\s|\s$/.test(text) ? `"${text.replaceAll('"', '""')}"` : text
+}
+
+/**
+ * A payload cut to `MAX_LOGGED_PAYLOAD_BYTES`: UTF-8 text at a character boundary, base64 at a
+ * multiple of 4 characters, so that what is kept still decodes.
+ */
+export function cutPayload(payload: string, encoding: Envelope['encoding']): string {
+  if (payload.length <= MAX_LOGGED_PAYLOAD_BYTES / 3) return payload // at most 3 bytes per UTF-16 unit
+  if (encoding === 'base64') return payload.length <= MAX_LOGGED_PAYLOAD_BYTES ? payload : payload.slice(0, MAX_LOGGED_PAYLOAD_BYTES)
+  const bytes = Buffer.from(payload, 'utf8')
+  if (bytes.length <= MAX_LOGGED_PAYLOAD_BYTES) return payload
+  let end = MAX_LOGGED_PAYLOAD_BYTES
+  // back off over continuation bytes (10xxxxxx) to the start of the character that does not fit
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--
+  return bytes.subarray(0, end).toString('utf8')
+}
+
+/** An envelope as the log keeps it: its own copy, payload cut. */
+export function loggedEnvelope(e: Envelope, id: number): LoggedEnvelope {
+  const out: LoggedEnvelope = { id, topic: e.topic, payload: cutPayload(e.payload, e.encoding), ts: e.ts, source: e.source, qos: e.qos, retain: e.retain }
+  if (e.clientId !== undefined) out.clientId = e.clientId
+  if (e.encoding !== undefined) out.encoding = e.encoding
+  return out
+}
+
+/** Whether a logged message comes before the cursor (`before`, and `beforeId` within its millisecond). */
+function isBefore(e: LoggedEnvelope, before: number, beforeId: number | undefined): boolean {
+  return e.ts < before || (beforeId !== undefined && e.ts === before && e.id < beforeId)
+}
+
+/** A saved state as JSON; undefined, and logged, when it cannot be (a cycle, a BigInt): saving never throws. */
+export function toJson(value: unknown, logger?: Logger): string | undefined {
+  try {
+    return JSON.stringify(value ?? null)
+  } catch (err) {
+    logger?.warn({ err }, 'history store: a saved state is not JSON; not saved')
+    return undefined
+  }
 }

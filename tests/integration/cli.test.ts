@@ -1,4 +1,7 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { afterEach, beforeEach, describe, expect, it, onTestFinished } from 'vitest'
 import { envelopes, mqttMessages, startStack, within, type Stack } from '../helpers/stack.ts'
 import { killAll, pulseboard } from '../helpers/process.ts'
 import type { Envelope } from '../../protocol/index.ts'
@@ -130,9 +133,12 @@ describe('pulseboard usage', () => {
 })
 
 describe('pulseboard start', () => {
-  it('prints where to connect, serves, and stops cleanly on SIGTERM', async () => {
-    const child = pulseboard(['start', '--port', '0', '--mqtt-port', '0', '--host', '127.0.0.1'])
+  it('prints where to connect and where it keeps its data, serves, and stops cleanly on SIGTERM', async () => {
+    const dataDir = mkdtempSync(path.join(tmpdir(), 'pulseboard-cli-'))
+    onTestFinished(() => rmSync(dataDir, { recursive: true, force: true }))
+    const child = pulseboard(['start', '--port', '0', '--mqtt-port', '0', '--host', '127.0.0.1', '--data-dir', dataDir])
     await child.stdout.until('the banner', (l) => l.some((line) => line.startsWith('Press Ctrl-C')), 15_000)
+    expect(child.stdout.values.find((l) => l.trim().startsWith('Data'))).toContain(path.join(dataDir, 'pulseboard.db'))
     const dashboard = child.stdout.values.find((l) => l.includes('Dashboard'))!
     const url = /http:\/\/127\.0\.0\.1:(\d+)\//.exec(dashboard)![0]
     const health = await (await fetch(`${url}api/health`)).json()
@@ -142,7 +148,7 @@ describe('pulseboard start', () => {
   })
 
   it('names the taken port and the flag to change it', async () => {
-    const child = pulseboard(['start', '--port', '0', '--mqtt-port', String(stack.mqttPort)])
+    const child = pulseboard(['start', '--port', '0', '--mqtt-port', String(stack.mqttPort), '--no-store'])
     expect(await child.exited).toBe(1)
     expect(child.stderr.values).toEqual([
       `pulseboard start: port ${stack.mqttPort} is already in use; stop what uses it or choose another with --mqtt-port (or MQTT_PORT)`,

@@ -87,6 +87,11 @@ describe('the package installed from its tarball', () => {
         await new Promise((resolve) => setTimeout(resolve, 50))
       }
     })())
+    // prom-client, loaded lazily, and the compiled SQLite module both work from the bundle
+    const metrics = await fetch(`${httpUrl}/metrics`)
+    expect(metrics.status).toBe(200)
+    expect(await metrics.text()).toMatch(/^pulseboard_store_db_bytes \d+/m)
     expect(await child.kill()).toBe(0)
+    expect(fs.existsSync(path.join(app(), 'data', 'pulseboard.db'))).toBe(true)
   }, 60_000)
 })

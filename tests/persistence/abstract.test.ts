@@ -20,4 +20,12 @@ describe("aedes-persistence's abstract suite", () => {
     expect({ code, fail }, output.slice(-4000)).toEqual({ code: 0, fail: 0 })
     expect(pass).toBeGreaterThanOrEqual(50)
   }, 60_000)
+
+  it('passes against the SQLite persistence, alone and inside the bounds', async () => {
+    const { code, output } = await runSuite('./sqlite.ts')
+    const pass = Number(/^# pass (\d+)/m.exec(output)?.[1] ?? 0)
+    const fail = Number(/^# fail (\d+)/m.exec(output)?.[1] ?? -1)
+    expect({ code, fail }, output.slice(-4000)).toEqual({ code: 0, fail: 0 })
+    expect(pass).toBeGreaterThanOrEqual(100)
+  }, 120_000)
 })

@@ -1,4 +1,6 @@
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import { io } from 'socket.io-client'
 import { expect } from 'vitest'
@@ -37,7 +39,9 @@ export interface Health {
 }
 
 export async function startTarget(args: string[] = []): Promise<Target> {
-  const argv = ['--port', '0', '--mqtt-port', '0', '--host', '127.0.0.1', '--log-level', 'error', ...args]
+  // the store on, as users run it, in a directory of its own
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'pulseboard-robustness-'))
+  const argv = ['--port', '0', '--mqtt-port', '0', '--host', '127.0.0.1', '--log-level', 'error', '--data-dir', dataDir, ...args]
   const child = pulseboard(['start', ...argv])
   const lines = await child.stdout.until('pulseboard start to print its addresses', (l) => l.some((x) => x.includes('mqtt://')), 20_000)
   const port = Number(/http:\/\/127\.0\.0\.1:(\d+)\//.exec(lines.join('\n'))?.[1])
@@ -75,6 +79,7 @@ export async function startTarget(args: string[] = []): Promise<Target> {
     async close() {
       await Promise.all(clients.map((c) => c.endAsync(true)))
       const code = await child.kill()
+      rmSync(dataDir, { recursive: true, force: true })
       expect(code, 'pulseboard start to exit cleanly on SIGTERM').toBe(0)
     },
   }

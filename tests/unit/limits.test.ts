@@ -28,7 +28,7 @@ describe('docs/limits.md', () => {
   })
 
   it('states the sum of the bounds of the defaults as the code computes it', () => {
-    const { total, parts } = memoryBudget({ broker: {}, registry: {}, store: {}, fanout: {}, app: {} })
+    const { total, parts } = memoryBudget({ broker: {}, registry: {}, store: {}, sqlite: {}, fanout: {}, app: {} })
     expect(doc).toContain(`**${Math.round(total / 2 ** 20)} MiB**`)
     for (const part of parts) expect(doc).toContain(`| ${Math.round(part.bytes / 2 ** 20)} MiB |`)
   })
