@@ -2,6 +2,7 @@ import { brokerDefaults, type BrokerLimits } from '../broker/broker.ts'
 import { fanoutDefaults, type FanoutOptions } from '../bridge/fanout.ts'
 import { registryDefaults, type RegistryOptions } from '../devices/registry.ts'
 import { memoryStoreDefaults, type MemoryStoreOptions } from '../store/memory.ts'
+import { MAX_LOGGED_PAYLOAD_BYTES } from '../store/history.ts'
 import { sqliteStoreDefaults, type SqliteStoreOptions } from '../store/sqlite.ts'
 import { pulseboardDefaults } from '../server/pulseboard.ts'
 
@@ -130,6 +131,8 @@ export function memoryBudget(values: LimitValues): { parts: { what: string; byte
     { what: 'devices and their metrics', bytes: v('max-devices') * (ITEM_COST.device + 16 * 2 * topicLength + v('max-metrics-per-device') * ITEM_COST.metric) },
     { what: 'topic index', bytes: v('max-topics') * ITEM_COST.topic + 2 * v('max-topic-index-bytes') },
     { what: 'history points in memory', bytes: v('max-history-points') * ITEM_COST.historyPoint },
+    // not a flag: the database keeps the real log; this is the last few messages with --no-store
+    { what: 'message log in memory', bytes: memoryStoreDefaults.logSize * (ITEM_COST.topic + 2 * MAX_LOGGED_PAYLOAD_BYTES + 2 * topicLength) },
     // payloads wait as strings, two bytes a character at worst
     { what: 'writes waiting for the database', bytes: v('store-max-queue') * ITEM_COST.queuedReading + 2 * v('store-max-queue-bytes') },
   ]

@@ -19,6 +19,8 @@ export const ERRORS = {
   E_METHOD_NOT_ALLOWED: { status: 405 },
   /** No device with that id is known. */
   E_UNKNOWN_DEVICE: { status: 404 },
+  /** A plain HTTP request to a WebSocket endpoint (`/mqtt`). */
+  E_UPGRADE_REQUIRED: { status: 426 },
   /** The device has no command of that name. */
   E_UNKNOWN_COMMAND: { status: 404 },
   /** The payload is larger than the broker's maximum packet size. */

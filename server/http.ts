@@ -127,6 +127,10 @@ export async function createHttpServer(opts: HttpServerOptions): Promise<HttpSer
   fastify.setNotFoundHandler((req, reply) => {
     const pathname = req.url.split('?')[0]!
     if (pathname.startsWith('/api/')) return sendError(reply, 'E_NOT_FOUND', `no such endpoint: ${pathname}`)
+    if (pathname === MQTT_WS_PATH) {
+      void reply.header('upgrade', 'websocket')
+      return sendError(reply, 'E_UPGRADE_REQUIRED', `${MQTT_WS_PATH} is MQTT over WebSocket: point an MQTT client at ws://${req.headers.host ?? '<host>'}${MQTT_WS_PATH}`)
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') return sendError(reply, 'E_METHOD_NOT_ALLOWED', 'use GET')
     if (!dashboard) return reply.type('text/html; charset=utf-8').send(UNBUILT_PAGE)
     // the dashboard routes in the fragment (#/devices/x); any other path is the app too

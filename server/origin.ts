@@ -46,7 +46,7 @@ export function createOriginCheck(opts: OriginCheckOptions): (req: IncomingMessa
       return {
         status: 421,
         code: 'E_UNKNOWN_HOST',
-        message: `Host ${JSON.stringify(host)} is not a name of this server; if that is how people reach it, start Pulseboard with --public-url http://${host}`,
+        message: `Host ${JSON.stringify(host)} is not a name of this server; if that is how people reach it, start Pulseboard with --public-url ${schemeOf(req)}://${host}`,
       }
     }
     const origin = req.headers.origin
@@ -71,4 +71,10 @@ function hostOf(host: string): string {
   if (host.startsWith('[')) return host.slice(1, host.indexOf(']'))
   const colon = host.lastIndexOf(':')
   return colon === -1 ? host : host.slice(0, colon)
+}
+
+/** The scheme people used: a TLS proxy in front says so in `X-Forwarded-Proto`. */
+function schemeOf(req: IncomingMessage): 'http' | 'https' {
+  const forwarded = req.headers['x-forwarded-proto']
+  return (Array.isArray(forwarded) ? forwarded[0] : forwarded)?.split(',')[0]?.trim() === 'https' ? 'https' : 'http'
 }

@@ -83,7 +83,7 @@ export interface MemoryStoreOptions {
   historySize?: number
   /** Points kept in memory for all metrics together; the least recently updated devices' go first. @default 2000000 */
   maxHistoryPoints?: number
-  /** Messages kept in the message log, the oldest overwritten first; payloads are cut to `MAX_LOGGED_PAYLOAD_BYTES`. @default 10000 */
+  /** Messages kept in the message log, the oldest overwritten first; payloads are cut to `MAX_LOGGED_PAYLOAD_BYTES`. @default 1000 */
   logSize?: number
   /** Told of a saved state that is not JSON (a cycle, a BigInt): it is not kept. */
   logger?: Logger
@@ -93,7 +93,7 @@ export interface MemoryStoreOptions {
 export const memoryStoreDefaults = {
   historySize: 3600,
   maxHistoryPoints: 2_000_000,
-  logSize: 10_000,
+  logSize: 1000,
 } satisfies Required<Omit<MemoryStoreOptions, 'onLimit' | 'logger'>>
 
 /**
