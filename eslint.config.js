@@ -8,13 +8,14 @@ import globals from 'globals'
  * device → broker → bridge → devices/store → dashboard. Each entry: the files, and
  * the imports they may not make, as regular expressions over the import path.
  */
-const OUR_FOLDERS = 'protocol|formats|broker|bridge|devices|store|server|bench|cli|dashboard|simulators|tests|examples'
+const OUR_FOLDERS = 'protocol|formats|auth|broker|bridge|devices|store|server|bench|cli|dashboard|simulators|tests|examples'
 const boundaries = [
   { files: ['protocol/**'], forbid: ['^node:', '^\\.\\./'], why: 'protocol/ is the wire contract: it imports nothing of ours and no node: module' },
   { files: ['formats/**'], forbid: ['^node:', '^\\.\\./(?!protocol/)'], why: 'formats/ are pure decoders: they import only protocol/' },
+  { files: ['auth/**'], forbid: ['^\\.\\./(?!protocol/)'], why: 'auth/ decides who may do what from the config alone: it imports only protocol/' },
   {
     files: ['broker/**'],
-    forbid: ['^socket\\.io', '^\\.\\./(bridge|devices|store|server|cli|bench|dashboard)/'],
+    forbid: ['^socket\\.io', '^\\.\\./(auth|bridge|devices|store|server|cli|bench|dashboard)/'],
     why: 'broker/ knows nothing of socket.io or the bridge',
   },
   { files: ['bridge/**', 'devices/**', 'store/**'], forbid: ['^\\.\\./(server|cli|bench)/'], why: 'bridge/, devices/ and store/ never import server/ or cli/' },

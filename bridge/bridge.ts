@@ -1,3 +1,4 @@
+import type { IncomingHttpHeaders } from 'node:http'
 import type { Server } from 'socket.io'
 import type { Logger } from 'pino'
 import {
@@ -44,10 +45,10 @@ export interface BridgeParts {
   registry: Registry
   policy: Policy
   /**
-   * Who a socket is, from its handshake; a CodedError refuses it (sent as `connect_error` with
-   * `data.code`). @default everyone is anonymous
+   * Who a socket is, from its handshake (`auth.token`, or the dashboard's session cookie); a
+   * CodedError refuses it (sent as `connect_error` with `data.code`). @default everyone is anonymous
    */
-  identify?: (auth: LiveAuth) => Principal
+  identify?: (handshake: { auth: LiveAuth; headers: IncomingHttpHeaders; address: string }) => Promise<Principal>
   /** Keeps each message this node received from its publisher, for the message log. */
   record?: (envelope: Envelope) => void
 }
@@ -85,7 +86,7 @@ const noAck: AckFn = () => {}
  */
 export function createBridge(parts: BridgeParts, opts: BridgeOptions = {}): Bridge {
   const { source, io, registry, policy } = parts
-  const identify = parts.identify ?? (() => ANONYMOUS)
+  const identify = parts.identify ?? (async () => ANONYMOUS)
   const chatTopic = opts.chatTopic ?? bridgeDefaults.chatTopic
   const valueUpdateIntervalMs = opts.valueUpdateIntervalMs ?? bridgeDefaults.valueUpdateIntervalMs
   const log = opts.logger
@@ -130,7 +131,7 @@ export function createBridge(parts: BridgeParts, opts: BridgeOptions = {}): Brid
       heldValues.clear()
       lastValueFlush = now
     }
-    fanout.sendDeviceUpdate(send.filter(visibleToAll), readings)
+    fanout.sendDeviceUpdate(send, readings)
     if (heldValues.size > 0) valueTimer ??= setTimeout(flushValues, lastValueFlush + valueUpdateIntervalMs - now)
   }
   function flushValues(): void {
@@ -140,11 +141,12 @@ export function createBridge(parts: BridgeParts, opts: BridgeOptions = {}): Brid
   registry.on('update', onUpdate)
   const onForget = (id: string) => {
     heldValues.delete(id)
-    if (policy.canSeeDevice(ANONYMOUS, id)) fanout.sendForget(id)
+    fanout.sendForget(id)
   }
   registry.on('forget', onForget)
-  // device events go to the `devices` room as one broadcast; until per-device rights exist, all may see all
-  const visibleToAll = (d: DeviceState) => policy.canSeeDevice(ANONYMOUS, d.id)
+  // Device events go to the `devices` room as one broadcast, joined only by principals who may read every
+  // topic (seesEveryDevice); one whose rules are narrower lists its devices through the API.
+  const seesEveryDevice = (p: Principal) => policy.canSubscribe(p, '#')
 
   /** Publishes one socket client's message through the source; the subscription shows it to socket clients. */
   function publish(
@@ -181,16 +183,27 @@ export function createBridge(parts: BridgeParts, opts: BridgeOptions = {}): Brid
   }
 
   /** Who connects; a refusal reaches the client as `connect_error` with `data.code`. */
-  function authenticate(socket: { handshake: { auth: LiveAuth }; data: { principal: Principal } }): CodedError | null {
+  async function authenticate(socket: {
+    handshake: { auth: LiveAuth; headers: IncomingHttpHeaders; address: string }
+    data: { principal: Principal }
+  }): Promise<CodedError | null> {
     try {
-      socket.data.principal = identify(socket.handshake.auth)
+      socket.data.principal = await identify(socket.handshake)
       return null
     } catch (err) {
       return err instanceof CodedError ? err : new CodedError('E_INTERNAL', (err as Error).message)
     }
   }
 
-  chat.use((socket, next) => next(handshakeError(authenticate(socket))))
+  /** The first of `filters` this principal may not read, as a refusal. */
+  function unreadable(principal: Principal, filters: readonly string[]): CodedError | null {
+    const denied = filters.find((f) => !policy.canSubscribe(principal, f))
+    return denied === undefined ? null : new CodedError('E_NOT_AUTHORIZED', `${principal.name} may not read ${denied}`)
+  }
+
+  chat.use((socket, next) => {
+    void authenticate(socket).then((refused) => next(handshakeError(refused ?? unreadable(socket.data.principal, [chatTopic]))))
+  })
 
   chat.on('connection', (socket: ChatSocket) => {
     log?.info({ socketId: socket.id }, 'socket client connected to /')
@@ -206,16 +219,19 @@ export function createBridge(parts: BridgeParts, opts: BridgeOptions = {}): Brid
   })
 
   // The view in the handshake applies before the first message, and again on every reconnect.
-  live.use((socket, next) => {
-    const refused = authenticate(socket)
+  live.use(async (socket, next) => {
+    const refused = await authenticate(socket)
     if (refused) return next(handshakeError(refused))
     const auth = socket.handshake.auth as LiveAuth
     // `filters` and `devices` at the top level are the shape before `view`, still read until 0.3
     const view = auth.view ?? { ...(auth.filters !== undefined && { filters: auth.filters }), ...(auth.devices !== undefined && { devices: auth.devices }) }
     const parsed = view.filters === undefined ? [...DEFAULT_LIVE_FILTERS] : parseFilters(view.filters, maxTopicLength)
     if (typeof parsed === 'string') return next(handshakeError(new CodedError('E_INVALID_FILTER', parsed)))
+    const denied = unreadable(socket.data.principal, parsed)
+    if (denied) return next(handshakeError(denied))
     socket.data.filters = parsed
-    socket.data.devices = view.devices !== false
+    // device events are one broadcast: they go to those who may see every device
+    socket.data.devices = view.devices !== false && seesEveryDevice(socket.data.principal)
     next()
   })
 
@@ -266,6 +282,8 @@ export function createBridge(parts: BridgeParts, opts: BridgeOptions = {}): Brid
       const reply = ackOf(ack)
       const filters = parseFilters(request, maxTopicLength)
       if (typeof filters === 'string') return reject(reply, ErrorCodes.E_INVALID_FILTER, filters)
+      const denied = unreadable(socket.data.principal, filters)
+      if (denied) return reject(reply, ErrorCodes.E_NOT_AUTHORIZED, denied.message)
       reply({ ok: true, filters: fanout.setFilters(socket, filters) })
     })
   })

@@ -52,6 +52,11 @@ export interface BrokerOptions extends Partial<BrokerLimits> {
   onLimit?: OnLimit
   /** Asked for every publish, subscription and delivery. @default everyone may do everything */
   policy?: Policy
+  /**
+   * Who a connecting client is, from its CONNECT: a Principal, or a refusal with its CONNACK
+   * code (4 bad user name or password, 5 not authorized). @default everyone is anonymous
+   */
+  authenticate?: (username: string | undefined, password: Buffer | undefined, clientId: string, address: string) => Promise<Principal | { refused: 4 | 5; reason: string }>
   /** Where retained messages, sessions and their queues live; kept within the limits either way. @default in memory */
   persistence?: AsyncPersistence
 }
@@ -85,6 +90,8 @@ export interface BrokerStats {
   refusedPublishes: number
   /** A client id was taken over by a new connection [MQTT-3.1.4-2]. */
   takeovers: number
+  /** Publishes the ACL denied: acknowledged and dropped. */
+  deniedPublishes: number
 }
 
 export interface BrokerEvents {
@@ -140,6 +147,8 @@ export async function createBroker(opts: BrokerOptions = {}): Promise<Broker> {
   const connecting = new WeakMap<Client, ConnectPacket>()
   /** Who each connected client is, from `authenticate` on. */
   const principals = new WeakMap<Client, Principal>()
+  /** The peer address of each connection, for login back-off. */
+  const addresses = new WeakMap<Client, string>()
   const principalOf = (client: Client | null) => (client && principals.get(client)) ?? ANONYMOUS
   let messagesOut = 0
   let connections = 0
@@ -156,6 +165,7 @@ export async function createBroker(opts: BrokerOptions = {}): Promise<Broker> {
     clientErrors: 0,
     refusedPublishes: 0,
     takeovers: 0,
+    deniedPublishes: 0,
   }
 
   /** Why a topic may not be published by a client, or null. */
@@ -171,6 +181,32 @@ export async function createBroker(opts: BrokerOptions = {}): Promise<Broker> {
     return null
   }
 
+  /** The rules every connection meets once it is known who it is. */
+  function admit(client: Client, packet: ConnectPacket | undefined, who: Principal, done: (err: AuthenticateError | null, ok: boolean) => void): void {
+    // [MQTT-3.1.3-8] a zero-length client id needs clean session: the server cannot keep a session for nobody
+    if (packet && packet.clientId === '' && !packet.clean) return done(refusal(2, 'a zero-length client id needs clean session'), false)
+    const bannedMs = flapping.connect(client.id)
+    if (bannedMs > 0) {
+      onLimit('flapping', { clientId: client.id, refusedForMs: bannedMs })
+      return done(refusal(3, `client id ${client.id} connects too often; refused for ${Math.ceil(bannedMs / 1000)} s`), false)
+    }
+    const holder = clientsOf(aedes)[client.id]
+    if (holder) {
+      const held = principals.get(holder)
+      // with users, only the same one may take a client id over; anyone else would hijack a device's session
+      if (held && (held.kind !== who.kind || held.name !== who.name)) {
+        log?.warn({ clientId: client.id, holder: held.name, by: who.name }, 'mqtt client id held by another user; connect refused')
+        return done(refusal(5, `client id ${client.id} belongs to another user`), false)
+      }
+      // [MQTT-3.1.4-2] the new connection wins; aedes closes the old one after this
+      stats.takeovers++
+      log?.warn({ clientId: client.id }, 'mqtt client id taken over by a new connection; the old one is closed')
+      events.emit('takeover', client.id)
+    }
+    principals.set(client, who)
+    done(null, true)
+  }
+
   const hooks: AedesOptions = {
     persistence,
     preConnect(client, packet, done) {
@@ -184,27 +220,32 @@ export async function createBroker(opts: BrokerOptions = {}): Promise<Broker> {
       }
       done(null, true)
     },
-    authenticate(client, _username, _password, done) {
+    authenticate(client, username, password, done) {
       const packet = connecting.get(client)
       connecting.delete(client)
-      // [MQTT-3.1.3-8] a zero-length client id needs clean session: the server cannot keep a session for nobody
-      if (packet && packet.clientId === '' && !packet.clean) return done(refusal(2, 'a zero-length client id needs clean session'), false)
-      const bannedMs = flapping.connect(client.id)
-      if (bannedMs > 0) {
-        onLimit('flapping', { clientId: client.id, refusedForMs: bannedMs })
-        return done(refusal(3, `client id ${client.id} connects too often; refused for ${Math.ceil(bannedMs / 1000)} s`), false)
-      }
-      if (clientsOf(aedes)[client.id]) {
-        // [MQTT-3.1.4-2] the new connection wins; aedes closes the old one after this
-        stats.takeovers++
-        log?.warn({ clientId: client.id }, 'mqtt client id taken over by a new connection; the old one is closed')
-        events.emit('takeover', client.id)
-      }
-      principals.set(client, ANONYMOUS)
-      done(null, true)
+      if (!opts.authenticate) return admit(client, packet, { ...ANONYMOUS, clientId: client.id }, done)
+      opts.authenticate(username, password, client.id, addresses.get(client) ?? 'unknown').then(
+        (who) => {
+          if ('refused' in who) {
+            log?.info({ clientId: client.id, username, address: addresses.get(client) }, `mqtt connect refused: ${who.reason}`)
+            return done(refusal(who.refused, who.reason), false)
+          }
+          admit(client, packet, who, done)
+        },
+        (err: unknown) => done(refusal(3, `authentication failed: ${(err as Error).message}`), false),
+      )
     },
     authorizePublish(client, packet, done) {
-      const problem = publishError(packet.topic) ?? (policy.canPublish(principalOf(client), packet.topic) ? null : 'not authorized')
+      if (client && publishError(packet.topic) === null && !policy.canPublish(principalOf(client), packet.topic)) {
+        // MQTT 3.1.1 has no reason codes: a denied publish is acknowledged as usual (so a QoS 1 client does not
+        // resend it forever) and dropped, sent to a `$` topic that no wildcard reaches and nobody may subscribe to.
+        stats.deniedPublishes++
+        log?.info({ clientId: client.id, user: principalOf(client).name, topic: packet.topic.slice(0, 256) }, 'publish denied by the ACL; dropped')
+        packet.topic = DENIED_TOPIC
+        packet.retain = false
+        return done(null)
+      }
+      const problem = publishError(packet.topic)
       if (!problem) return done(null)
       stats.refusedPublishes++
       log?.debug({ clientId: client?.id, topic: packet.topic.slice(0, 256) }, `publish refused: ${problem}`)
@@ -218,6 +259,7 @@ export async function createBroker(opts: BrokerOptions = {}): Promise<Broker> {
         return done(null, null) // [MQTT-3.9.3] return code 0x80 for this filter alone
       }
       if (sub.topic.includes('\u0000')) return done(null, null) // [MQTT-1.5.3-2]
+      if (sub.topic.startsWith(DENIED_TOPIC)) return done(null, null)
       const held = subscriptionsOf(client)
       if (!(sub.topic in held) && Object.keys(held).length >= limits.maxSubscriptions) {
         onLimit('subscriptions', { clientId: client.id })
@@ -298,6 +340,7 @@ export async function createBroker(opts: BrokerOptions = {}): Promise<Broker> {
     connections++
     stream.once('close', () => connections--)
     const client = aedes.handle(stream, req)
+    addresses.set(client, (req?.socket ?? (stream as Partial<net.Socket>)).remoteAddress ?? 'unknown')
     const guard = new PacketSizeGuard(limits.maxPacketSize)
     // aedes pulls with read(); a 'data' listener then sees each chunk as it is read, before it is parsed.
     stream.on('data', (chunk: Buffer) => {
@@ -333,6 +376,9 @@ const clientsOf = (aedes: Aedes) => (aedes as unknown as { clients: Record<strin
 const subscriptionsOf = (client: Client) => (client as unknown as { subscriptions: Record<string, unknown> }).subscriptions
 
 /** A CONNACK refusal: aedes sends `returnCode` [MQTT-3.2.2-5], then closes. */
+/** Where a denied publish goes: a `$` topic, so no wildcard subscription receives it [MQTT-4.7.2-1]. */
+const DENIED_TOPIC = '$pulseboard/denied'
+
 function refusal(returnCode: 2 | 3 | 4 | 5, message: string): AuthenticateError {
   return Object.assign(new Error(message), { returnCode })
 }

@@ -13,6 +13,10 @@ const commands: Record<string, { summary: string; load: () => Promise<{ command:
   send: { summary: 'send messages to every socket client and MQTT device', load: () => import('./send.ts') },
   receive: { summary: 'print messages as they arrive', load: () => import('./receive.ts') },
   simulate: { summary: 'run simulated devices (Tasmota, ESPHome, Homie, generic)', load: () => import('./simulate.ts') },
+  users: { summary: 'add, remove and list the people who may log in', load: () => import('./users.ts') },
+  devices: { summary: 'give devices MQTT credentials, with the lines to paste into their firmware', load: () => import('./devices.ts') },
+  tokens: { summary: 'create and revoke API tokens for scripts and the CLIs', load: () => import('./tokens.ts') },
+  cert: { summary: 'write a self-signed TLS certificate for testing', load: () => import('./cert.ts') },
   bench: { summary: 'measure latency, throughput, CPU and memory, side by side', load: () => import('./bench.ts') },
 }
 

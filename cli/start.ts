@@ -1,9 +1,11 @@
 import os from 'node:os'
+import { existsSync, unwatchFile, watchFile } from 'node:fs'
 import path from 'node:path'
 import { pino, type Logger } from 'pino'
 import { z } from 'zod'
 import { DATABASE_FILE, createPulseboard, PortInUseError, pulseboardDefaults } from '../server/pulseboard.ts'
 import { StoreOpenError } from '../store/sqlite.ts'
+import { ConfigError, loadConfig, type AccessConfig } from '../auth/config.ts'
 import { bridgeDefaults } from '../bridge/bridge.ts'
 import { MQTT_WS_PATH } from '../server/http.ts'
 import { topicError } from '../protocol/index.ts'
@@ -36,6 +38,13 @@ Options:
       --retention <time>   how long readings are kept (env RETENTION, default 30d)
       --log-retention <time>
                            how long the raw message log is kept (env LOG_RETENTION, default 24h)
+      --config <file>      users, devices, tokens and ACLs (env PULSEBOARD_CONFIG,
+                           default ./pulseboard.json when it exists); without
+                           any, everyone may do everything. Re-read when it changes
+      --tls-cert <file>    certificate (PEM): HTTPS on --port, MQTT over TLS on
+                           --mqtts-port (env TLS_CERT); SIGHUP re-reads it
+      --tls-key <file>     its private key (PEM) (env TLS_KEY)
+      --mqtts-port <n>     MQTT over TLS, with --tls-cert (env MQTTS_PORT, default 8883)
       --chat-topic <t>     MQTT topic for chat text from socket clients
                            (env CHAT_TOPIC, default "${bridgeDefaults.chatTopic}")
       --log-level <level>  fatal, error, warn, info, debug or trace (env LOG_LEVEL, default info)
@@ -77,6 +86,10 @@ const ConfigSchema = z.object({
   host: z.string().min(1, '--host (or HOST) must not be empty').optional(),
   publicUrl: url('--public-url', 'PUBLIC_URL').optional(),
   dataDir: z.string().min(1, '--data-dir (or DATA_DIR) must not be empty').default('data'),
+  configFile: z.string().min(1, '--config (or PULSEBOARD_CONFIG) must not be empty').optional(),
+  tlsCert: z.string().min(1, '--tls-cert (or TLS_CERT) must not be empty').optional(),
+  tlsKey: z.string().min(1, '--tls-key (or TLS_KEY) must not be empty').optional(),
+  mqttsPort: port('--mqtts-port', 'MQTTS_PORT').default(pulseboardDefaults.mqttsPort),
   noStore: z.boolean().default(false),
   retentionMs: days('--retention', 'RETENTION').default(30 * DAY),
   logRetentionMs: days('--log-retention', 'LOG_RETENTION').default(DAY),
@@ -106,6 +119,10 @@ export function readConfig(argv: string[], env: NodeJS.ProcessEnv): StartConfig 
     'no-store': { type: 'boolean' },
     retention: { type: 'string' },
     'log-retention': { type: 'string' },
+    config: { type: 'string' },
+    'tls-cert': { type: 'string' },
+    'tls-key': { type: 'string' },
+    'mqtts-port': { type: 'string' },
     'allow-origin': { type: 'string', multiple: true },
     'chat-topic': { type: 'string' },
     'log-level': { type: 'string' },
@@ -122,6 +139,10 @@ export function readConfig(argv: string[], env: NodeJS.ProcessEnv): StartConfig 
     noStore: flags['no-store'] === true,
     retentionMs: one('retention') ?? env.RETENTION,
     logRetentionMs: one('log-retention') ?? env.LOG_RETENTION,
+    configFile: one('config') ?? env.PULSEBOARD_CONFIG,
+    tlsCert: one('tls-cert') ?? env.TLS_CERT,
+    tlsKey: one('tls-key') ?? env.TLS_KEY,
+    mqttsPort: one('mqtts-port') ?? env.MQTTS_PORT,
     allowOrigins: (flags['allow-origin'] as string[] | undefined) ?? env.ALLOW_ORIGINS?.split(',').filter(Boolean),
     chatTopic: one('chat-topic') ?? env.CHAT_TOPIC,
     logLevel: one('log-level') ?? env.LOG_LEVEL,
@@ -180,14 +201,33 @@ function reachableHosts(host: string | undefined): string[] {
   return ['localhost', ...lan]
 }
 
-function banner(hosts: string[], port: number, mqttPort: number, memoryBound: number, data: string): string {
+/** "2 users, 3 devices, 1 token (/etc/pulseboard.json)", or that it is open. */
+function describeAccess(config: AccessConfig, file: string | undefined, enabled: boolean): string {
+  if (!enabled) return 'open: no users, everyone may do everything (pulseboard users add)'
+  const count = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`
+  const anonymous = config.anonymous.role ? `, anonymous: ${config.anonymous.role}` : ''
+  return `${count(Object.keys(config.users).length, 'user')}, ${count(Object.keys(config.devices).length, 'device')}, ${count(Object.keys(config.tokens).length, 'token')}${anonymous} (${file})`
+}
+
+function banner(
+  hosts: string[],
+  ports: { port: number; mqttPort: number; mqttsPort?: number },
+  secure: boolean,
+  memoryBound: number,
+  data: string,
+  access: string,
+): string {
+  const { port, mqttPort, mqttsPort } = ports
   const lan = hosts.find((h) => h !== 'localhost') ?? hosts[0]!
+  const [http, ws] = secure ? ['https', 'wss'] : ['http', 'ws']
   const rows: [string, string[]][] = [
-    ['Dashboard', hosts.map((h) => `http://${h}:${port}/`)],
+    ['Dashboard', hosts.map((h) => `${http}://${h}:${port}/`)],
     ['MQTT', hosts.map((h) => `mqtt://${h}:${mqttPort}`)],
-    ['MQTT over WS', [`ws://${lan}:${port}${MQTT_WS_PATH}`]],
-    ['socket.io', [`http://${lan}:${port}  (namespaces / and /live)`]],
+    ...(mqttsPort !== undefined ? [['MQTT over TLS', hosts.map((h) => `mqtts://${h}:${mqttsPort}`)] as [string, string[]]] : []),
+    ['MQTT over WS', [`${ws}://${lan}:${port}${MQTT_WS_PATH}`]],
+    ['socket.io', [`${http}://${lan}:${port}  (namespaces / and /live)`]],
     ['Data', [data]],
+    ['Access', [access]],
     ['Memory bound', [`${(memoryBound / 1024 ** 3).toFixed(1)} GiB more than idle, with these limits (docs/limits.md)`]],
   ]
   const lines = [`Pulseboard ${version} is running`, '']
@@ -208,11 +248,28 @@ export const command: Command = {
   async run(argv) {
     const config = readConfig(argv, process.env)
     const logger = await createLogger(config.logLevel)
-    const { broker, registry, store, sqlite, fanout, app: appLimits, dataDir, noStore, retentionMs, logRetentionMs, ...rest } = config
+    const { broker, registry, store, sqlite, fanout, app: appLimits, dataDir, noStore, retentionMs, logRetentionMs, configFile, tlsCert, tlsKey, ...rest } = config
+    if ((tlsCert === undefined) !== (tlsKey === undefined)) throw new UsageError('--tls-cert and --tls-key go together (or TLS_CERT and TLS_KEY)')
+    const tls = tlsCert !== undefined && tlsKey !== undefined ? { certFile: path.resolve(tlsCert), keyFile: path.resolve(tlsKey) } : undefined
+    for (const file of tls ? [tls.certFile, tls.keyFile] : []) {
+      if (!existsSync(file)) throw new CliError(`${file}: no such file; make a test pair with \`pulseboard cert\`, or fix --tls-cert/--tls-key`)
+    }
+    // an explicit --config must exist; the default ./pulseboard.json is read when it does
+    const accessFile = configFile !== undefined ? path.resolve(configFile) : existsSync('pulseboard.json') ? path.resolve('pulseboard.json') : undefined
+    const readAccess = () => {
+      try {
+        return accessFile ? loadConfig(accessFile) : undefined
+      } catch (err) {
+        if (err instanceof ConfigError) throw new CliError(err.message)
+        throw err
+      }
+    }
     let app
     try {
       app = await createPulseboard({
         ...rest,
+        ...(tls && { tls }),
+        ...(accessFile && { access: readAccess() }),
         ...broker,
         ...appLimits,
         registry,
@@ -235,7 +292,7 @@ export const command: Command = {
     } catch (err) {
       await app.close()
       if (err instanceof PortInUseError) {
-        const flag = err.listener === 'mqtt' ? '--mqtt-port (or MQTT_PORT)' : '--port (or PORT)'
+        const flag = { mqtt: '--mqtt-port (or MQTT_PORT)', mqtts: '--mqtts-port (or MQTTS_PORT)', http: '--port (or PORT)' }[err.listener]
         throw new CliError(`port ${err.port} is already in use; stop what uses it or choose another with ${flag}`)
       }
       if ((err as NodeJS.ErrnoException).code === 'EADDRNOTAVAIL') {
@@ -247,7 +304,34 @@ export const command: Command = {
       throw err
     }
     const data = noStore ? 'in memory only (--no-store): a restart forgets it' : `${path.resolve(dataDir, DATABASE_FILE)}`
-    console.log(banner(reachableHosts(config.host), ports.port, ports.mqttPort, memoryBudget(config).total, data))
+    const accessLine = describeAccess(app.access.config, accessFile, app.access.enabled)
+    console.log(banner(reachableHosts(config.host), ports, tls !== undefined, memoryBudget(config).total, data, accessLine))
+    if (!app.access.enabled) {
+      logger.warn(`no users: anyone who reaches these ports can read and control every device. Add the first user with: pulseboard users add admin${accessFile ? ` --config ${accessFile}` : ''}`)
+    }
+
+    // users, devices and tokens added with \`pulseboard users|devices|tokens\` apply within 2 s; a bad edit keeps the old ones
+    const reloadAccess = (why: string) => {
+      try {
+        const fresh = readAccess()
+        if (!fresh) return
+        app.access.reload(fresh)
+        logger.info({ file: accessFile, why }, `access config reloaded: ${describeAccess(fresh, accessFile, app.access.enabled)}`)
+      } catch (err) {
+        logger.error(`${(err as Error).message}; keeping the access config read before`)
+      }
+    }
+    if (accessFile) watchFile(accessFile, { interval: 1000 }, (now, before) => now.mtimeMs !== before.mtimeMs && reloadAccess('the file changed'))
+    process.on('SIGHUP', () => {
+      reloadAccess('SIGHUP')
+      if (!tls) return
+      try {
+        app.reloadTls()
+        logger.info({ cert: tls.certFile }, 'SIGHUP: certificate reloaded; new connections get it')
+      } catch (err) {
+        logger.error({ err }, `SIGHUP: cannot read ${tls.certFile} or ${tls.keyFile}; keeping the certificate loaded before`)
+      }
+    })
 
     await new Promise<void>((resolve) => {
       const stop = (signal: string) => {
@@ -256,6 +340,7 @@ export const command: Command = {
         // a second Ctrl-C during a slow shutdown quits at once
         process.once('SIGINT', () => process.exit(130))
         logger.info(`${signal}: shutting down`)
+        if (accessFile) unwatchFile(accessFile)
         app.close().then(resolve, (err: Error) => {
           logger.error({ err }, 'error while shutting down')
           resolve()

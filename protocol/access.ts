@@ -15,6 +15,8 @@ export interface Principal {
   name: string
   /** What it may do; null when nothing is allowed (anonymous once users exist). */
   role: Role | null
+  /** The MQTT client id of this connection, which ACL rules may name as `%c`. */
+  clientId?: string
 }
 
 export interface Policy {

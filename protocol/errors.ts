@@ -25,6 +25,8 @@ export const ERRORS = {
   E_UNKNOWN_COMMAND: { status: 404 },
   /** The payload is larger than the broker's maximum packet size. */
   E_PAYLOAD_TOO_LARGE: { status: 413 },
+  /** Users exist and the request has no session or token, or a forged or expired one: log in, or send a token. */
+  E_NOT_AUTHENTICATED: { status: 401 },
   /** The principal may not do this (publish here, see this device, send this command). */
   E_NOT_AUTHORIZED: { status: 403 },
   /** A browser page from another origin; `--allow-origin` admits it. */

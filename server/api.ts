@@ -134,13 +134,19 @@ export function registerApi(fastify: FastifyInstance, parts: ApiParts): void {
     return history
   })
 
+  // renaming and forgetting change what everyone sees: those who may command the device may
+  const mayChange = (req: FastifyRequest, reply: FastifyReply, id: string) =>
+    policy.canCommand(req.principal, id) ? null : sendError(reply, 'E_NOT_AUTHORIZED', `${req.principal.name} may not change ${id}`)
+
   fastify.patch('/api/devices/:id', { schema: { params: deviceParams, body: renameBody } }, async (req: Rename, reply) => {
     if (!visible(req, req.params.id)) return unknownDevice(reply, req.params.id)
-    return registry.rename(req.params.id, req.body.name)
+    return mayChange(req, reply, req.params.id) ?? registry.rename(req.params.id, req.body.name)
   })
 
   fastify.delete('/api/devices/:id', { schema: { params: deviceParams } }, async (req: ById, reply) => {
     if (!visible(req, req.params.id)) return unknownDevice(reply, req.params.id)
+    const refused = mayChange(req, reply, req.params.id)
+    if (refused) return refused
     registry.forget(req.params.id)
     return reply.code(204).send()
   })

@@ -5,7 +5,7 @@ import { WebSocketServer, createWebSocketStream } from 'ws'
 import { Server } from 'socket.io'
 import type { Logger } from 'pino'
 import type { ZodType } from 'zod'
-import { ERRORS, LIVE_NAMESPACE, type ErrorCode, type ErrorReply, type Principal } from '../protocol/index.ts'
+import { CodedError, ERRORS, LIVE_NAMESPACE, type ErrorCode, type ErrorReply, type Principal } from '../protocol/index.ts'
 import { RECOVERY_WINDOW_MS, recoveryAdapter } from '../bridge/recovery.ts'
 import type { OnLimit } from '../protocol/limits.ts'
 import type { Duplex } from 'node:stream'
@@ -32,8 +32,10 @@ export interface HttpServerOptions extends OriginCheckOptions {
   maxPacketSize: number
   /** Serves MQTT over WebSocket at `/mqtt`, when there is an embedded broker to serve it. */
   handleMqtt?: (stream: Duplex, req: IncomingMessage) => void
-  /** Who a request comes from; the Policy decides what it may see. */
-  identify: (req: IncomingMessage) => Principal
+  /** Who a request comes from; the Policy decides what it may see. A CodedError refuses the request. */
+  identify: (req: IncomingMessage) => Promise<Principal>
+  /** A certificate and key (PEM): HTTPS and WSS instead of HTTP and WS. */
+  tls?: { cert: Buffer; key: Buffer }
   /** Built dashboard files; a short page explains how to build them when missing. */
   dashboardDir: string
   /** socket.io connections at once, on every namespace together. */
@@ -61,6 +63,7 @@ export interface HttpServer {
 export async function createHttpServer(opts: HttpServerOptions): Promise<HttpServer> {
   const check = createOriginCheck(opts)
   const fastify = Fastify({
+    ...(opts.tls && { https: { cert: opts.tls.cert, key: opts.tls.key } }),
     ...(opts.logger ? { loggerInstance: opts.logger as FastifyBaseLogger } : { logger: false }),
     // a line per request would drown what matters; failures are logged by the error handler
     logController: new LogController({ disableRequestLogging: true }),
@@ -86,8 +89,8 @@ export async function createHttpServer(opts: HttpServerOptions): Promise<HttpSer
   })
 
   await fastify.register(helmet, {
-    // HSTS only makes sense over TLS, which this port does not speak yet
-    hsts: false,
+    // HSTS only makes sense over TLS; behind a TLS proxy, the proxy sets it
+    hsts: opts.tls ? { maxAge: 15_552_000 } : false,
     contentSecurityPolicy: {
       useDefaults: false,
       directives: {
@@ -112,7 +115,12 @@ export async function createHttpServer(opts: HttpServerOptions): Promise<HttpSer
   fastify.addHook('onRequest', async (req, reply) => {
     const refused = check(req.raw)
     if (refused) return sendError(reply, refused.code, refused.message)
-    req.principal = opts.identify(req.raw)
+    try {
+      req.principal = await opts.identify(req.raw)
+    } catch (err) {
+      if (err instanceof CodedError) return sendError(reply, err.code, err.message)
+      throw err
+    }
   })
 
   fastify.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown; validationContext?: string }, req, reply) => {

@@ -1,7 +1,11 @@
+import { readFileSync } from 'node:fs'
 import net from 'node:net'
+import tls from 'node:tls'
 import path from 'node:path'
 import type { Logger } from 'pino'
-import { ANONYMOUS, OPEN_POLICY, type HealthReport } from '../protocol/index.ts'
+import type { HealthReport } from '../protocol/index.ts'
+import { Access } from '../auth/access.ts'
+import { emptyConfig, type AccessConfig } from '../auth/config.ts'
 import { createBroker, type Broker, type BrokerOptions } from '../broker/broker.ts'
 import { createBridge, type Bridge, type BridgeOptions } from '../bridge/bridge.ts'
 import { embeddedSource } from '../bridge/embedded.ts'
@@ -12,6 +16,7 @@ import { MemoryStore, type MemoryStoreOptions } from '../store/memory.ts'
 import { SqliteStore, type SqliteStoreOptions } from '../store/sqlite.ts'
 import { SqlitePersistence } from '../broker/sqlite-persistence.ts'
 import type { FormatsState } from '../formats/index.ts'
+import { identify, identifySocket, registerAccess } from './access.ts'
 import { registerApi } from './api.ts'
 import { createHttpServer, type HttpServer } from './http.ts'
 import { createLimitLog } from './limit-log.ts'
@@ -43,6 +48,12 @@ export interface PulseboardOptions extends BrokerOptions, BridgeOptions, OriginC
   sqlite?: Omit<SqliteStoreOptions, 'file' | 'logger' | 'onLimit'>
   /** The in-memory history, without `dataDir`. */
   store?: MemoryStoreOptions
+  /** Certificate and key files (PEM): HTTPS and WSS on `port`, and MQTT over TLS on `mqttsPort`; `reloadTls` reads them again. */
+  tls?: { certFile: string; keyFile: string }
+  /** MQTT over TLS, with `tls`. 0 picks a free port. @default 8883 */
+  mqttsPort?: number
+  /** Users, devices, tokens and ACLs (auth/config.ts); without any credential, everyone may do everything. */
+  access?: AccessConfig
   logger?: Logger
 }
 
@@ -53,6 +64,7 @@ const SAVE_INTERVAL_MS = 5000
 
 export const pulseboardDefaults = {
   mqttPort: 1883,
+  mqttsPort: 8883,
   port: 5000,
   maxSockets: 500,
   maxRecoveryBytes: 32 * 1024 * 1024,
@@ -62,7 +74,7 @@ export const pulseboardDefaults = {
 /** A listener that could not start because its port is taken. */
 export class PortInUseError extends Error {
   constructor(
-    readonly listener: 'mqtt' | 'http',
+    readonly listener: 'mqtt' | 'mqtts' | 'http',
     readonly port: number,
   ) {
     super(`port ${port} (${listener}) is already in use`)
@@ -77,8 +89,12 @@ export interface Pulseboard {
   readonly store: HistoryStore
   readonly bridge: Bridge
   readonly http: HttpServer
-  /** Starts both listeners; resolves with the ports actually bound. */
-  listen(): Promise<{ mqttPort: number; port: number }>
+  /** Credentials, sessions and the Policy; `reload` takes a changed config file. */
+  readonly access: Access
+  /** Starts the listeners; resolves with the ports actually bound (`mqttsPort` with TLS). */
+  listen(): Promise<{ mqttPort: number; port: number; mqttsPort?: number }>
+  /** Reads the certificate and key files again (SIGHUP): new connections get them, open ones carry on. */
+  reloadTls(): void
   /** Logs and counts an error nothing else caught (the CLI's process-level handler calls it). */
   uncaught(err: unknown, origin: string): void
   /** Stops accepting, then closes in reverse order of creation. */
@@ -95,7 +111,10 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
   const logger = opts.logger
   const limitLog = createLimitLog(logger)
   const onLimit = limitLog.report
-  const policy = OPEN_POLICY
+  // the registry is made below; the policy asks it for a device's topics only once messages flow
+  let deviceTopics: (id: string) => readonly string[] = () => []
+  const access = new Access(opts.access ?? emptyConfig(), (id) => deviceTopics(id))
+  const policy = access.policy
 
   // one file keeps history and broker state, so a restart (or a backup) sees them together
   const sqlite = opts.dataDir ? SqliteStore.open({ file: path.join(opts.dataDir, DATABASE_FILE), ...opts.sqlite, ...(logger && { logger }), onLimit }) : null
@@ -109,9 +128,16 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
     persistenceLoggedAt = Date.now()
     logger?.error({ err, failures: persistenceErrors }, `broker state could not be written to ${sqlite?.file}; the broker carries on from memory, and what was not written is lost at the next restart`)
   }
-  const broker = await createBroker({ ...opts, policy, onLimit, ...(sqlite && { persistence: new SqlitePersistence(sqlite.db, persistenceFailed) }) })
+  const broker = await createBroker({
+    ...opts,
+    policy,
+    onLimit,
+    authenticate: (username, password, clientId, address) => access.mqtt(username, password, clientId, address),
+    ...(sqlite && { persistence: new SqlitePersistence(sqlite.db, persistenceFailed) }),
+  })
   const source = embeddedSource(broker, policy)
   const registry = new Registry({ onLimit, ...opts.registry }, (await store.loadFormats()) as FormatsState | undefined)
+  deviceTopics = (id) => registry.get(id)?.topics ?? []
   const restored = registry.restore(await store.loadDevices())
   if (restored > 0) logger?.info({ devices: restored }, 'devices restored from the database')
 
@@ -143,10 +169,22 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
   const saveTimer = setInterval(saveState, SAVE_INTERVAL_MS)
   saveTimer.unref()
 
+  const readTls = () => (opts.tls ? { cert: readFileSync(opts.tls.certFile), key: readFileSync(opts.tls.keyFile) } : undefined)
+  const pem = readTls()
+  const mqttsServer = pem
+    ? tls.createServer(pem, (socket) => {
+        socket.setNoDelay(true)
+        broker.handle(socket)
+      })
+    : null
+  // a handshake that fails (a client that does not trust the certificate) ends that connection only
+  mqttsServer?.on('tlsClientError', (err) => logger?.debug({ err }, 'mqtt over tls: handshake failed'))
+
   const http = await createHttpServer({
+    ...(pem && { tls: pem }),
     maxPacketSize: source.limits.maxPacketSize,
     handleMqtt: (stream, req) => broker.handle(stream, req),
-    identify: () => ANONYMOUS,
+    identify: (req) => identify(access, { headers: req.headers, address: req.socket.remoteAddress ?? 'unknown' }),
     dashboardDir: opts.dashboardDir ?? pulseboardDefaults.dashboardDir,
     maxSockets: opts.maxSockets ?? pulseboardDefaults.maxSockets,
     maxRecoveryBytes: opts.maxRecoveryBytes ?? pulseboardDefaults.maxRecoveryBytes,
@@ -155,7 +193,11 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
     ...(logger && { logger }),
     onLimit,
   })
-  const bridge = createBridge({ source, io: http.io, registry, policy, record: (e) => store.log([e]) }, { ...opts, onLimit })
+  registerAccess(http.fastify, access)
+  const bridge = createBridge(
+    { source, io: http.io, registry, policy, identify: (handshake) => identifySocket(access, handshake), record: (e) => store.log([e]) },
+    { ...opts, onLimit },
+  )
   let uncaughtErrors = 0
   const metrics = createMetrics({ broker, bridge, registry, store }, limitLog.hits, () => uncaughtErrors)
 
@@ -185,11 +227,19 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
   // Retained messages are the broker's memory of what devices last said: start the registry from them.
   for await (const message of source.retained()) bridge.learn(message)
 
-  async function listen(): Promise<{ mqttPort: number; port: number }> {
+  async function listen(): Promise<{ mqttPort: number; port: number; mqttsPort?: number }> {
     await http.fastify.ready()
     mqttPort = await listenOn(broker.tcpServer, 'mqtt', mqttPort, opts.host)
+    const mqttsPort = mqttsServer ? await listenOn(mqttsServer, 'mqtts', opts.mqttsPort ?? pulseboardDefaults.mqttsPort, opts.host) : undefined
     const port = await listenOn(http.server, 'http', opts.port ?? pulseboardDefaults.port, opts.host)
-    return { mqttPort, port }
+    return { mqttPort, port, ...(mqttsPort !== undefined && { mqttsPort }) }
+  }
+
+  function reloadTls(): void {
+    const fresh = readTls()
+    if (!fresh) return
+    mqttsServer?.setSecureContext(fresh)
+    ;(http.server as unknown as tls.Server).setSecureContext(fresh)
   }
 
   function uncaught(err: unknown, origin: string): void {
@@ -198,6 +248,8 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
   }
 
   async function close(): Promise<void> {
+    // stops accepting; its connections end when the broker closes its clients
+    if (mqttsServer?.listening) mqttsServer.close()
     await http.close()
     await bridge.close()
     registry.close()
@@ -209,10 +261,10 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
     limitLog.close()
   }
 
-  return { broker, source, registry, store, bridge, http, listen, uncaught, close }
+  return { broker, source, registry, store, bridge, http, access, listen, reloadTls, uncaught, close }
 }
 
-function listenOn(server: net.Server, listener: 'mqtt' | 'http', port: number, host?: string): Promise<number> {
+function listenOn(server: net.Server, listener: 'mqtt' | 'mqtts' | 'http', port: number, host?: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException) => {
       reject(err.code === 'EADDRINUSE' ? new PortInUseError(listener, port) : err)

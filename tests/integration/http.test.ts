@@ -33,7 +33,7 @@ describe('HTTP failures', () => {
   it('turns a route that throws into a 500 with a code, and logs it with the request', async () => {
     const { logger, lines } = capturedLogger()
     broker = await createBroker()
-    http = await createHttpServer({ maxPacketSize: broker.limits.maxPacketSize, identify: () => ANONYMOUS, dashboardDir: '/nonexistent', maxSockets: 10, maxRecoveryBytes: 1024 * 1024, logger })
+    http = await createHttpServer({ maxPacketSize: broker.limits.maxPacketSize, identify: async () => ANONYMOUS, dashboardDir: '/nonexistent', maxSockets: 10, maxRecoveryBytes: 1024 * 1024, logger })
     http.fastify.get('/api/boom', async () => {
       throw new Error('the disk fell off')
     })

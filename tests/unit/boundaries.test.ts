@@ -15,6 +15,7 @@ describe('import boundaries (eslint, in npm run lint)', () => {
   it.each([
     ['protocol/x.ts', "import fs from 'node:fs'\nimport { createBroker } from '../broker/broker.ts'\nexport { fs, createBroker }\n", ['node:fs', '../broker/broker.ts']],
     ['formats/x.ts', "import { Registry } from '../devices/registry.ts'\nimport { topicError } from '../protocol/topics.ts'\nexport { Registry, topicError }\n", ['../devices/registry.ts']],
+    ['auth/x.ts', "import { Registry } from '../devices/registry.ts'\nimport { topicMatches } from '../protocol/topics.ts'\nexport { Registry, topicMatches }\n", ['../devices/registry.ts']],
     ['broker/x.ts', "import { Server } from 'socket.io'\nimport { createBridge } from '../bridge/bridge.ts'\nexport { Server, createBridge }\n", ['socket.io', '../bridge/bridge.ts']],
     ['bridge/x.ts', "import { createPulseboard } from '../server/pulseboard.ts'\nexport { createPulseboard }\n", ['../server/pulseboard.ts']],
     ['store/x.ts', "import { start } from '../cli/start.ts'\nexport { start }\n", ['../cli/start.ts']],

@@ -1,0 +1,106 @@
+import type { IncomingHttpHeaders } from 'node:http'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { z } from 'zod'
+import { CodedError, type LiveAuth, type Principal } from '../protocol/index.ts'
+import { Access } from '../auth/access.ts'
+import { sendError } from './http.ts'
+
+/** The dashboard's session cookie. */
+export const SESSION_COOKIE = 'pulseboard_session'
+
+/** Where a request or handshake presents itself: headers, the peer address, and a socket's `auth.token`. */
+export interface Presented {
+  headers: IncomingHttpHeaders
+  address: string
+  token?: string | undefined
+}
+
+/**
+ * Who a request or socket is: a bearer token (`Authorization: Bearer`, or a socket's
+ * `auth.token`), else the session cookie, else anonymous. A token that does not check out is
+ * refused outright; a session that is unknown, forged or expired counts as none.
+ */
+export async function identify(access: Access, { headers, address, token }: Presented): Promise<Principal> {
+  if (!access.enabled) return access.anonymous()
+  const bearer = token ?? /^Bearer\s+(\S+)$/i.exec(headers.authorization ?? '')?.[1]
+  if (bearer !== undefined) {
+    const who = await access.token(bearer, address)
+    if ('refused' in who) throw new CodedError('E_NOT_AUTHENTICATED', `token refused: ${who.reason}`)
+    return who
+  }
+  const session = cookieOf(headers.cookie, SESSION_COOKIE)
+  return (session !== undefined && access.session(session)?.principal) || access.anonymous()
+}
+
+/** A socket's handshake: who it is, or a refusal that reaches the client as `connect_error`. */
+export async function identifySocket(access: Access, handshake: { auth: LiveAuth; headers: IncomingHttpHeaders; address: string }): Promise<Principal> {
+  const principal = await identify(access, { headers: handshake.headers, address: handshake.address, token: handshake.auth.token })
+  if (!Access.rights(principal.role).read) {
+    throw new CodedError('E_NOT_AUTHENTICATED', 'this server has users: log in to the dashboard, or pass a token (auth.token, --token or PULSEBOARD_TOKEN)')
+  }
+  return principal
+}
+
+function cookieOf(header: string | undefined, name: string): string | undefined {
+  for (const part of header?.split(';') ?? []) {
+    const eq = part.indexOf('=')
+    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim()
+  }
+  return undefined
+}
+
+const loginBody = z.object({ user: z.string().min(1).max(64), password: z.string().min(1).max(1024) }).strict()
+type Login = FastifyRequest<{ Body: { user: string; password: string } }>
+
+/** Paths anyone may ask for, logged in or not: what the login page needs, and health for monitors. */
+const PUBLIC_API = new Set(['/api/login', '/api/logout', '/api/session', '/api/health'])
+
+/**
+ * Logging in and out, and the gate in front of `/api` and `/metrics`: once users exist, those
+ * need a session or a token whose role may read. The dashboard's files stay public, so the
+ * login page can load.
+ */
+export function registerAccess(fastify: FastifyInstance, access: Access): void {
+  fastify.addHook('preHandler', async (req, reply) => {
+    const pathname = req.url.split('?')[0]!
+    if (!(pathname.startsWith('/api/') || pathname === '/metrics') || PUBLIC_API.has(pathname)) return
+    if (!Access.rights(req.principal.role).read) {
+      return sendError(reply, 'E_NOT_AUTHENTICATED', 'this server has users: log in at / or send Authorization: Bearer <token>')
+    }
+  })
+
+  fastify.get('/api/session', async (req) => ({
+    required: access.enabled,
+    user: req.principal.kind === 'anonymous' ? null : req.principal.name,
+    role: req.principal.role,
+    rights: access.enabled ? Access.rights(req.principal.role) : Access.rights('admin'),
+  }))
+
+  fastify.post('/api/login', { schema: { body: loginBody } }, async (req: Login, reply) => {
+    if (!access.enabled) return sendError(reply, 'E_INVALID_REQUEST', 'this server has no users yet; add one with `pulseboard users add <name>`')
+    const result = await access.login(req.body.user, req.body.password, req.ip)
+    if ('refused' in result) {
+      req.log.info({ user: req.body.user, address: req.ip }, `login refused: ${result.reason}`)
+      if (result.retryAfterMs !== undefined) {
+        void reply.header('retry-after', String(Math.ceil(result.retryAfterMs / 1000)))
+        return sendError(reply, 'E_LIMIT_REACHED', result.reason)
+      }
+      return sendError(reply, result.refused === 4 ? 'E_NOT_AUTHENTICATED' : 'E_NOT_AUTHORIZED', result.reason)
+    }
+    setSession(req, reply, result.id, Math.floor((result.expires - Date.now()) / 1000))
+    return { user: result.principal.name, role: result.principal.role, rights: Access.rights(result.principal.role) }
+  })
+
+  fastify.post('/api/logout', async (req, reply) => {
+    const session = cookieOf(req.headers.cookie, SESSION_COOKIE)
+    if (session !== undefined) access.logout(session)
+    setSession(req, reply, '', 0)
+    return reply.code(204).send()
+  })
+}
+
+/** HttpOnly (no script reads it), SameSite=Strict (no other site sends it), Secure under TLS. */
+function setSession(req: FastifyRequest, reply: FastifyReply, value: string, maxAgeSeconds: number): void {
+  const secure = req.protocol === 'https' ? '; Secure' : ''
+  void reply.header('set-cookie', `${SESSION_COOKIE}=${value}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAgeSeconds}${secure}`)
+}
