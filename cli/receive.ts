@@ -12,6 +12,7 @@ Options:
                         repeat for several (default: everything but $SYS)
       --json            print /live envelopes as NDJSON (for jq)
       --url <url>       Pulseboard server (env PULSEBOARD_URL, default http://localhost:5000)
+      --token <token>   an API token, when the server has users (env PULSEBOARD_TOKEN)
   -h, --help            show this help
 
 Examples:
@@ -25,6 +26,7 @@ export const command: Command = {
       topic: { type: 'string', short: 't', multiple: true },
       json: { type: 'boolean' },
       url: { type: 'string' },
+      token: { type: 'string' },
     })
     const url = serverUrl(values.url)
     const filters = values.topic ?? []
@@ -44,7 +46,8 @@ export const command: Command = {
     })
 
     // filters go in the handshake, so they hold from the first message and after every reconnect
-    const socket = await connectLive(url, filters.length > 0 ? { view: { filters } } : {})
+    const token = values.token ?? process.env.PULSEBOARD_TOKEN
+    const socket = await connectLive(url, { ...(token && { token }), ...(filters.length > 0 && { view: { filters } }) })
     socket.on('message', print)
     socket.on('messages', (batch) => batch.forEach(print))
     socket.io.on('reconnect', () => console.error('pulseboard receive: reconnected'))

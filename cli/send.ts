@@ -16,6 +16,7 @@ Options:
       --qos <0|1|2>    QoS of the MQTT publish (default 0; with --topic)
       --retain         ask the broker to retain it (with --topic)
       --url <url>      Pulseboard server (env PULSEBOARD_URL, default http://localhost:5000)
+      --token <token>  an API token, when the server has users (env PULSEBOARD_TOKEN)
   -h, --help           show this help
 
 Examples:
@@ -32,6 +33,7 @@ export const command: Command = {
         qos: { type: 'string' },
         retain: { type: 'boolean' },
         url: { type: 'string' },
+        token: { type: 'string' },
       },
       true,
     )
@@ -47,7 +49,8 @@ export const command: Command = {
     const toMessage = (text: string): PublishRequest | string =>
       topic === undefined ? text : { topic, payload: text, qos, retain: values.retain ?? false }
 
-    const socket = await connectLive(url)
+    const token = values.token ?? process.env.PULSEBOARD_TOKEN
+    const socket = await connectLive(url, token ? { token } : {})
     try {
       if (positionals.length > 0) {
         const error = await deliver(socket, toMessage(positionals.join(' ')))

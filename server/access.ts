@@ -63,8 +63,12 @@ const PUBLIC_API = new Set(['/api/login', '/api/logout', '/api/session', '/api/h
 export function registerAccess(fastify: FastifyInstance, access: Access): void {
   fastify.addHook('preHandler', async (req, reply) => {
     const pathname = req.url.split('?')[0]!
-    if (!(pathname.startsWith('/api/') || pathname === '/metrics') || PUBLIC_API.has(pathname)) return
-    if (!Access.rights(req.principal.role).read) {
+    if (!(pathname.startsWith('/api/') || pathname === '/metrics')) return
+    const allowed = Access.rights(req.principal.role).read
+    // monitors and container health checks may ask without a key; they learn that it runs, nothing more
+    if (pathname === '/api/health' && !allowed) return reply.send({ status: 'ok' })
+    if (PUBLIC_API.has(pathname)) return
+    if (!allowed) {
       return sendError(reply, 'E_NOT_AUTHENTICATED', 'this server has users: log in at / or send Authorization: Bearer <token>')
     }
   })

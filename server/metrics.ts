@@ -65,6 +65,7 @@ function build(
   counter('pulseboard_socket_dropped_total', 'Messages not sent to socket clients that were too far behind.', () => bridge.fanout.stats.dropped)
   counter('pulseboard_socket_slow_clients_total', 'Times a socket client fell too far behind and was skipped.', () => bridge.fanout.stats.slowClients)
   counter('pulseboard_mqtt_refused_publishes_total', 'Client publishes refused by the topic rules; each closed its connection.', () => broker.stats.refusedPublishes)
+  counter('pulseboard_mqtt_denied_publishes_total', 'Client publishes the ACL denied: acknowledged and dropped.', () => broker.stats.deniedPublishes)
   counter('pulseboard_mqtt_takeovers_total', 'Times a new connection took the id of a connected MQTT client.', () => broker.stats.takeovers)
   counter('pulseboard_uncaught_errors_total', 'Errors nothing else caught; each is logged with its stack.', uncaughtErrors)
   gauge('pulseboard_retained_messages', 'Retained messages kept by the broker.', () => broker.persistence.usage.retained)

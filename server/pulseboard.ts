@@ -215,6 +215,7 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
           clients: broker.stats.clients,
           messagesIn: broker.stats.messagesIn,
           messagesOut: broker.stats.messagesOut,
+          deniedPublishes: broker.stats.deniedPublishes,
         },
         sockets: { chat: bridge.chat.sockets.size, live: bridge.live.sockets.size },
         bridge: { ...bridge.stats, ...bridge.fanout.stats },
