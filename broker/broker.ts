@@ -236,6 +236,9 @@ export async function createBroker(opts: BrokerOptions = {}): Promise<Broker> {
       )
     },
     authorizePublish(client, packet, done) {
+      // shutting down: refused before it is acknowledged, so the client keeps it and sends it again
+      if (closing) return done(new Error('the server is shutting down'))
+      if (client) routing++
       if (client && publishError(packet.topic) === null && !policy.canPublish(principalOf(client), packet.topic)) {
         // MQTT 3.1.1 has no reason codes: a denied publish is acknowledged as usual (so a QoS 1 client does not
         // resend it forever) and dropped, sent to a `$` topic that no wildcard reaches and nobody may subscribe to.
@@ -247,6 +250,7 @@ export async function createBroker(opts: BrokerOptions = {}): Promise<Broker> {
       }
       const problem = publishError(packet.topic)
       if (!problem) return done(null)
+      if (client) routing--
       stats.refusedPublishes++
       log?.debug({ clientId: client?.id, topic: packet.topic.slice(0, 256) }, `publish refused: ${problem}`)
       // MQTT 3.1.1 has no way to refuse one PUBLISH: the connection is closed [MQTT-4.8.0-1]
@@ -274,10 +278,15 @@ export async function createBroker(opts: BrokerOptions = {}): Promise<Broker> {
       return packet
     },
   }
+  /** Closing: no PUBLISH is taken any more. */
+  let closing = false
+  /** PUBLISHes from clients taken but not yet routed: aedes acknowledges a QoS 1 one before it routes it. */
+  let routing = 0
   const aedes = await Aedes.createBroker(hooks)
-
   aedes.on('publish', (_packet, client) => {
-    if (client) stats.messagesIn++
+    if (!client) return
+    routing = Math.max(0, routing - 1)
+    stats.messagesIn++
   })
   const onClientError = (client: Client, err: Error) => {
     stats.clientErrors++
@@ -359,6 +368,9 @@ export async function createBroker(opts: BrokerOptions = {}): Promise<Broker> {
   })
 
   async function close(): Promise<void> {
+    closing = true
+    // those already taken reach the subscribers (the bridge, so the store) before the clients go
+    for (const until = Date.now() + 1000; routing > 0 && Date.now() < until; ) await new Promise((resolve) => setTimeout(resolve, 1))
     const closed = new Promise<void>((resolve) => tcpServer.close(() => resolve()))
     await new Promise<void>((resolve) => aedes.close(() => resolve()))
     if (tcpServer.listening) await closed

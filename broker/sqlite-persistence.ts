@@ -12,6 +12,21 @@ export interface PersistenceDatabase {
   exec(sql: string): unknown
   prepare(sql: string): { run(...params: unknown[]): unknown; all(...params: unknown[]): unknown[] }
   transaction(fn: () => void): () => void
+  /** The file, for messages. */
+  readonly name?: string
+}
+
+/** The broker's tables cannot be created or read back; the message is one line naming the file and the fix. */
+export class PersistenceOpenError extends Error {
+  override name = 'PersistenceOpenError'
+  constructor(
+    readonly file: string,
+    cause: unknown,
+  ) {
+    const code = codeOf(cause)
+    const damaged = code === 'SQLITE_NOTADB' || code?.startsWith('SQLITE_CORRUPT') === true
+    super(`${file} ${damaged ? 'is damaged' : 'cannot hold the broker state'} (${reason(cause)}); move it aside or choose another --data-dir`, { cause })
+  }
 }
 
 // aedes-persistence is CommonJS and exports its async in-memory class by path only
@@ -27,6 +42,8 @@ const MemoryPersistence = createRequire(import.meta.url)('aedes-persistence/asyn
  * every change is written through to SQLite, and `setup()` loads it all back.
  * A write that fails (a full disk) is reported through `onError` and the broker
  * carries on from memory: that change is lost at the next restart, nothing else.
+ * A record that does not parse at `setup()` is reported there too, and skipped; a
+ * file SQLite cannot read throws a {@link PersistenceOpenError}.
  * The database is opened and closed by the caller; the tables are `mqtt_*`.
  */
 export class SqlitePersistence implements AsyncPersistence {
@@ -40,6 +57,14 @@ export class SqlitePersistence implements AsyncPersistence {
   constructor(db: PersistenceDatabase, onError: (err: unknown) => void = () => {}) {
     this.#db = db
     this.#onError = onError
+    try {
+      this.#sql = this.#prepare(db)
+    } catch (err) {
+      throw new PersistenceOpenError(db.name ?? 'the database', err)
+    }
+  }
+
+  #prepare(db: PersistenceDatabase) {
     db.exec(`
       CREATE TABLE IF NOT EXISTS mqtt_retained (topic TEXT PRIMARY KEY, packet TEXT NOT NULL);
       CREATE TABLE IF NOT EXISTS mqtt_subscriptions (client_id TEXT NOT NULL, topic TEXT NOT NULL, options TEXT NOT NULL, PRIMARY KEY (client_id, topic));
@@ -48,7 +73,7 @@ export class SqlitePersistence implements AsyncPersistence {
       CREATE TABLE IF NOT EXISTS mqtt_incoming (client_id TEXT NOT NULL, message_id INTEGER NOT NULL, packet TEXT NOT NULL, PRIMARY KEY (client_id, message_id));
       CREATE TABLE IF NOT EXISTS mqtt_wills (client_id TEXT PRIMARY KEY, packet TEXT NOT NULL);
     `)
-    this.#sql = {
+    return {
       putRetained: db.prepare('INSERT OR REPLACE INTO mqtt_retained (topic, packet) VALUES (?, ?)'),
       delRetained: db.prepare('DELETE FROM mqtt_retained WHERE topic = ?'),
       allRetained: db.prepare('SELECT packet FROM mqtt_retained'),
@@ -81,25 +106,58 @@ export class SqlitePersistence implements AsyncPersistence {
   async setup(broker: BrokerRef): Promise<void> {
     this.#broker = broker
     await this.#inner.setup(broker)
-    for (const { packet } of this.#sql.allRetained.all() as { packet: string }[]) await this.#inner.storeRetained(revive(packet))
+    // read it all first: a damaged file fails here, with a message that names it
+    let rows
+    try {
+      const s = this.#sql
+      rows = {
+        retained: s.allRetained.all() as { packet: string }[],
+        subs: s.allSubs.all() as { client_id: string; topic: string; options: string }[],
+        outgoing: s.allOutgoing.all() as { client_id: string; message_id: number | null; packet: string }[],
+        incoming: s.allIncoming.all() as { client_id: string; packet: string }[],
+        wills: s.allWills.all() as { client_id: string; packet: string }[],
+      }
+    } catch (err) {
+      throw new PersistenceOpenError(this.#db.name ?? 'the database', err)
+    }
+    // a row that does not parse is reported and skipped: one bad record must not keep the broker down
+    const parse = <T>(text: string, as: (text: string) => T): T | undefined => {
+      try {
+        return as(text)
+      } catch (err) {
+        this.#onError(err)
+        return undefined
+      }
+    }
+    for (const row of rows.retained) {
+      const packet = parse(row.packet, revive)
+      if (packet) await this.#inner.storeRetained(packet)
+    }
     const subs = new Map<string, Subscription[]>()
-    for (const row of this.#sql.allSubs.all() as { client_id: string; topic: string; options: string }[]) {
+    for (const row of rows.subs) {
+      const options = parse(row.options, (text) => JSON.parse(text) as Omit<Subscription, 'topic'>)
+      if (!options) continue
       const list = subs.get(row.client_id) ?? []
-      list.push({ topic: row.topic, ...(JSON.parse(row.options) as Omit<Subscription, 'topic'>) })
+      list.push({ topic: row.topic, ...options })
       subs.set(row.client_id, list)
     }
     for (const [id, list] of subs) await this.#inner.addSubscriptions({ id }, list)
-    for (const row of this.#sql.allOutgoing.all() as { client_id: string; message_id: number | null; packet: string }[]) {
-      const packet = revive(row.packet)
+    for (const row of rows.outgoing) {
+      const packet = parse(row.packet, revive)
+      if (!packet) continue
       await this.#inner.outgoingEnqueue({ clientId: row.client_id }, packet)
       // enqueueing makes a fresh copy without its id; the update gives it back [MQTT-4.4.0-1]
       if (row.message_id !== null) await this.#inner.outgoingUpdate({ id: row.client_id }, packet)
     }
-    for (const row of this.#sql.allIncoming.all() as { client_id: string; packet: string }[]) {
-      await this.#inner.incomingStorePacket({ id: row.client_id }, revive(row.packet))
+    for (const row of rows.incoming) {
+      const packet = parse(row.packet, revive)
+      if (packet) await this.#inner.incomingStorePacket({ id: row.client_id }, packet)
     }
     // wills keep the id of the broker that took them: aedes publishes those of brokers that are gone
-    for (const row of this.#sql.allWills.all() as { client_id: string; packet: string }[]) this.#wills.set(row.client_id, revive(row.packet))
+    for (const row of rows.wills) {
+      const packet = parse(row.packet, revive)
+      if (packet) this.#wills.set(row.client_id, packet)
+    }
   }
 
   async storeRetained(packet: Packet): Promise<void> {
@@ -252,6 +310,17 @@ function serialize(packet: object): string {
     const raw = this[key]
     return Buffer.isBuffer(raw) ? { $base64: raw.toString('base64') } : value
   })
+}
+
+function codeOf(err: unknown): string | undefined {
+  return typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string' ? err.code : undefined
+}
+
+/** An error as a few words on one line. */
+function reason(err: unknown): string {
+  const line = (err instanceof Error ? err.message : String(err)).replace(/\s+/g, ' ').trim()
+  const code = codeOf(err)
+  return code && !line.includes(code) ? `${code}: ${line}` : line
 }
 
 function revive(text: string): Packet {

@@ -116,6 +116,8 @@ export class Presence<D extends Tracked> {
     for (const device of this.#devicesOf(clientId)) {
       device.state.clientId = clientId
       if (shown) device.state.will = shown
+      // asleep means not connected but expected back: a sleeper that woke is online, not both
+      if (device.state.asleep) this.#wake(device)
       this.#setOnline(device, true)
     }
   }

@@ -295,7 +295,8 @@ export class Registry extends EventEmitter<RegistryEvents> {
   close(): void {
     clearInterval(this.#staleTimer)
     if (this.#flushTimer) clearTimeout(this.#flushTimer)
-    this.#flushTimer = null
+    // the last batch still goes out: the store writes it before it closes
+    this.#flush()
   }
 
   #device(id: string, format: DeviceState['format'] = 'topic'): Device {

@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { z } from 'zod'
-import { CodedError, type LiveAuth, type Principal } from '../protocol/index.ts'
+import { CodedError, type ErrorReply, type LiveAuth, type Principal, type SessionInfo } from '../protocol/index.ts'
 import { Access } from '../auth/access.ts'
 import { sendError } from './http.ts'
 
@@ -35,7 +35,8 @@ export async function identify(access: Access, { headers, address, token }: Pres
 /** A socket's handshake: who it is, or a refusal that reaches the client as `connect_error`. */
 export async function identifySocket(access: Access, handshake: { auth: LiveAuth; headers: IncomingHttpHeaders; address: string }): Promise<Principal> {
   const principal = await identify(access, { headers: handshake.headers, address: handshake.address, token: handshake.auth.token })
-  if (!Access.rights(principal.role).read) {
+  // without users the server is open: its anonymous principal has no role, and the Policy allows everything
+  if (access.enabled && !Access.rights(principal.role).read) {
     throw new CodedError('E_NOT_AUTHENTICATED', 'this server has users: log in to the dashboard, or pass a token (auth.token, --token or PULSEBOARD_TOKEN)')
   }
   return principal
@@ -64,7 +65,8 @@ export function registerAccess(fastify: FastifyInstance, access: Access): void {
   fastify.addHook('preHandler', async (req, reply) => {
     const pathname = req.url.split('?')[0]!
     if (!(pathname.startsWith('/api/') || pathname === '/metrics')) return
-    const allowed = Access.rights(req.principal.role).read
+    // without users, everyone may read (the anonymous principal has no role then, and the Policy allows all)
+    const allowed = !access.enabled || Access.rights(req.principal.role).read
     // monitors and container health checks may ask without a key; they learn that it runs, nothing more
     if (pathname === '/api/health' && !allowed) return reply.send({ status: 'ok' })
     if (PUBLIC_API.has(pathname)) return
@@ -73,7 +75,7 @@ export function registerAccess(fastify: FastifyInstance, access: Access): void {
     }
   })
 
-  fastify.get('/api/session', async (req) => ({
+  fastify.get('/api/session', async (req): Promise<SessionInfo> => ({
     required: access.enabled,
     user: req.principal.kind === 'anonymous' ? null : req.principal.name,
     role: req.principal.role,
@@ -86,8 +88,9 @@ export function registerAccess(fastify: FastifyInstance, access: Access): void {
     if ('refused' in result) {
       req.log.info({ user: req.body.user, address: req.ip }, `login refused: ${result.reason}`)
       if (result.retryAfterMs !== undefined) {
+        // 429 Too Many Requests (RFC 6585), not the catalogue's 503 for E_LIMIT_REACHED: the server is fine, this client must wait
         void reply.header('retry-after', String(Math.ceil(result.retryAfterMs / 1000)))
-        return sendError(reply, 'E_LIMIT_REACHED', result.reason)
+        return reply.code(429).send({ error: { code: 'E_LIMIT_REACHED', message: result.reason } } satisfies ErrorReply)
       }
       return sendError(reply, result.refused === 4 ? 'E_NOT_AUTHENTICATED' : 'E_NOT_AUTHORIZED', result.reason)
     }

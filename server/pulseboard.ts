@@ -139,15 +139,29 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
   const registry = new Registry({ onLimit, ...opts.registry }, (await store.loadFormats()) as FormatsState | undefined)
   deviceTopics = (id) => registry.get(id)?.topics ?? []
   const restored = registry.restore(await store.loadDevices())
+  const saved = new Set(registry.list().map((d) => d.id))
   if (restored > 0) logger?.info({ devices: restored }, 'devices restored from the database')
 
   registry.on('update', (changed, readings, valuesOnly) => {
     if (readings.length > 0) store.append(readings)
     for (const d of changed) dirty.add(d.id)
     for (const d of valuesOnly) dirty.add(d.id)
+    // a device seen for the first time is saved with this batch, not at the next save: after a
+    // crash its readings would be in the database and the device unknown
+    const fresh = changed.filter((d) => !saved.has(d.id))
+    if (fresh.length > 0) {
+      for (const d of fresh) saved.add(d.id)
+      store.saveDevices(
+        fresh.flatMap((d) => {
+          const snapshot = registry.snapshot(d.id)
+          return snapshot ? [{ id: d.id, snapshot }] : []
+        }),
+      )
+    }
   })
   registry.on('forget', (id) => {
     dirty.delete(id)
+    saved.delete(id)
     store.forget(id)
   })
   // Devices and what discovery taught the parsers are saved every few seconds, not at every
@@ -252,10 +266,12 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
     // stops accepting; its connections end when the broker closes its clients
     if (mqttsServer?.listening) mqttsServer.close()
     await http.close()
+    // the broker first: once it stops, nothing more is acknowledged, and what it acknowledged reached the bridge
+    await broker.close()
     await bridge.close()
+    // emits the last batch, so the store gets it
     registry.close()
     clearInterval(saveTimer)
-    await broker.close()
     // after the broker, whose persistence shares the database; writes out what is queued
     saveState()
     await store.close()

@@ -6,7 +6,7 @@ import type { Bucket, DeviceHistory, Envelope, HistoryQuery, MetricHistory, Read
 import type { OnLimit } from '../protocol/limits.ts'
 import { topicMatches } from '../protocol/topics.ts'
 import { DEFAULT_MAX_POINTS, type ExportQuery, type HistoryStore, type LoggedEnvelope, type MessageQuery, type Saved } from './history.ts'
-import { CSV_CHUNK_LINES, CSV_HEADER, csvField, cutPayload, toJson } from './memory.ts'
+import { CSV_HEADER, csvField, cutPayload, toJson } from './memory.ts'
 
 /** A better-sqlite3 statement, as far as Pulseboard uses it; `Row` is what the SQL selects (an array after `raw()`). */
 export interface SqliteStatement<Row = unknown> {
@@ -71,8 +71,14 @@ const RETENTION_BUSY_MS = 50
  * never more than `maxPoints`.
  */
 const SCAN_ROWS = 50_000
-/** Rows read per series per page of a CSV export, between which the event loop gets a turn. */
-const EXPORT_PAGE = 10_000
+/**
+ * Rows read per page of a CSV export, over all its series, and lines per chunk it yields. Both
+ * are small so that they die young: the command runs with a 1 MB semi-space, and a page or a
+ * chunk that outlives a scavenge is promoted; at 10,000 of each a 1 M-row export grew the server
+ * by 100 MiB of old generation, at 500 by about 30 MiB, and ran faster.
+ */
+const EXPORT_PAGE = 500
+const EXPORT_CHUNK_LINES = 500
 /** Log rows read per page while filtering in JS. */
 const MESSAGE_PAGE = 1_000
 
@@ -460,7 +466,7 @@ export class SqliteStore implements HistoryStore {
     const metrics = (q.metrics ?? [...series.keys()]).filter((m) => series.has(m))
     if (metrics.length === 0) return
     const to = q.to ?? Date.now()
-    const pageSize = Math.max(1_000, Math.ceil(EXPORT_PAGE / metrics.length))
+    const pageSize = Math.max(100, Math.ceil(EXPORT_PAGE / metrics.length))
     // one keyset cursor per series, merged by time: the key is (series_id, ts), so one query
     // ordered by ts over several series would sort the whole range for every page
     const after = q.from === undefined ? Number.MIN_SAFE_INTEGER : Math.ceil(q.from) - 1
@@ -486,7 +492,7 @@ export class SqliteStore implements HistoryStore {
       if (!pick) break
       const [ts, value] = pick.rows[pick.at++]!
       lines.push(`${ts},${pick.name},${value}\r\n`)
-      if (lines.length >= CSV_CHUNK_LINES) {
+      if (lines.length >= EXPORT_CHUNK_LINES) {
         yield lines.join('')
         lines = []
         // an async generator resumes in a microtask: without this, I/O would wait for the whole export
