@@ -30,6 +30,24 @@ export interface Policy {
   canCommand(principal: Principal, device: string): boolean
 }
 
+/** What a role may do in the dashboard, so it can hide what it may not use. */
+export interface Rights {
+  /** See devices, topics, messages and history. */
+  read: boolean
+  /** Publish, chat and send commands; rename and forget devices. */
+  send: boolean
+  /** Everything, users included. */
+  manage: boolean
+}
+
+/** `GET /api/session`: whether the server has users, and who this browser is logged in as. */
+export interface SessionInfo {
+  required: boolean
+  user: string | null
+  role: Role | null
+  rights: Rights
+}
+
 /** Whoever connects without credentials. */
 export const ANONYMOUS: Principal = Object.freeze({ kind: 'anonymous', name: 'anonymous', role: null })
 

@@ -54,3 +54,8 @@ export interface LiveAuth {
   /** @deprecated since 0.2: use `view.devices`; still read, until 0.3. */
   devices?: boolean
 }
+
+/** One message of the server's log (`GET /api/messages`): an envelope and its place in the log; `id` grows with each message logged. */
+export interface LoggedEnvelope extends Envelope {
+  id: number
+}

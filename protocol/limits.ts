@@ -29,3 +29,6 @@ export type LimitName = keyof typeof LIMITS
 
 /** How a component reports that input reached one of its bounds; the server counts and logs it. */
 export type OnLimit = (limit: LimitName, detail?: Record<string, unknown>) => void
+
+/** The longest name a user may give a device (`PATCH /api/devices/:id`). */
+export const MAX_DEVICE_NAME = 200

@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { z } from 'zod'
-import { filterError, type DeviceHistory, type HealthReport, type Policy } from '../protocol/index.ts'
+import { MAX_DEVICE_NAME, filterError, type DeviceHistory, type HealthReport, type Policy } from '../protocol/index.ts'
 import type { Registry } from '../devices/registry.ts'
 import type { HistoryStore } from '../store/history.ts'
 import { sendError } from './http.ts'
@@ -12,8 +12,6 @@ export const PAGE = { default: 500, max: 1000 }
 export const MAX_HISTORY_POINTS = 100_000
 /** Messages in one page of `/api/messages`: the default, and the most a client may ask for. */
 export const MESSAGE_PAGE = { default: 100, max: 1000 }
-/** The longest name a user may give a device. */
-export const MAX_DEVICE_NAME = 200
 
 export interface ApiParts {
   registry: Registry

@@ -150,8 +150,10 @@ export async function createHttpServer(opts: HttpServerOptions): Promise<HttpSer
 
   const io = new Server(fastify.server, {
     serveClient: false,
-    // a /live client away for up to a minute is sent what it missed, from a bounded buffer (bridge/recovery.ts)
-    connectionStateRecovery: { maxDisconnectionDuration: RECOVERY_WINDOW_MS, skipMiddlewares: true },
+    // A /live client away for up to a minute is sent what it missed, from a bounded buffer
+    // (bridge/recovery.ts). The handshake middlewares run again: a recovered socket is
+    // authenticated anew, never handed the principal of the session it restores.
+    connectionStateRecovery: { maxDisconnectionDuration: RECOVERY_WINDOW_MS, skipMiddlewares: false },
     adapter: recoveryAdapter(LIVE_NAMESPACE, opts.maxRecoveryBytes, opts.onLimit ?? (() => {})),
     // a socket message carries at most one MQTT payload, maybe as base64, plus its envelope
     maxHttpBufferSize: Math.ceil(opts.maxPacketSize * 1.4) + 4096,

@@ -1,4 +1,6 @@
-import type { DeviceHistory, Envelope, HistoryQuery, Reading } from '../protocol/index.ts'
+import type { DeviceHistory, Envelope, HistoryQuery, LoggedEnvelope, Reading } from '../protocol/index.ts'
+
+export type { LoggedEnvelope }
 
 /** What `GET /api/messages` pages through: newest first, before `before` (epoch ms), matching an MQTT filter. */
 export interface MessageQuery {
@@ -15,10 +17,6 @@ export interface MessageQuery {
   limit: number
 }
 
-/** One message of the log, with its place in it: `id` grows with each message logged. */
-export interface LoggedEnvelope extends Envelope {
-  id: number
-}
 
 /** Bytes of a payload that the message log keeps (UTF-8 text, or base64 characters); the rest is cut. */
 export const MAX_LOGGED_PAYLOAD_BYTES = 4096

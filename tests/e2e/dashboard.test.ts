@@ -272,6 +272,16 @@ describe('messages', () => {
   })
 })
 
+describe('broker', () => {
+  it('says history is in memory only when the server has no store', async () => {
+    const page = await open('#/broker')
+    const memory = page.getByTestId('store-memory')
+    await memory.waitFor({ timeout: 10_000 })
+    expect(await memory.textContent()).toContain('History is in memory only')
+    expect(await page.getByTestId('store-db-bytes').count()).toBe(0)
+  })
+})
+
 describe('connection', () => {
   it('shows a banner while the server restarts, and clears it once reconnected', async () => {
     const page = await open('#/')

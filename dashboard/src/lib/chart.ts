@@ -1,6 +1,7 @@
 import {
   Chart,
   Decimation,
+  Filler,
   LinearScale,
   LineController,
   LineElement,
@@ -19,7 +20,7 @@ import { cssVar } from './theme.svelte.ts'
 
 // Only what the line charts use: a smaller bundle and less work per update. Time runs on a
 // linear axis of epoch ms with our own ticks, so no date adapter is needed.
-Chart.register(LineController, LineElement, PointElement, LinearScale, Tooltip, Decimation, zoomPlugin)
+Chart.register(LineController, LineElement, PointElement, LinearScale, Tooltip, Decimation, Filler, zoomPlugin)
 
 export type LineChart = Chart<'line', Point[]>
 
@@ -31,6 +32,27 @@ export interface ChartSeries {
   unit?: string
   color: string
   points: () => readonly Point[]
+  /**
+   * For bucketed data: each bucket's lowest and highest value, at the same x as `points` (its
+   * mean), drawn as a band behind the line so that peaks survive.
+   */
+  band?: () => { min: readonly Point[]; max: readonly Point[] } | null
+}
+
+/**
+ * Where each band's two datasets are: after all the lines (dataset i is line i), in the order of
+ * the series that have one. The chart's config and its updates both read it.
+ */
+export function bandSlots(list: readonly ChartSeries[]): Map<number, [min: number, max: number]> {
+  const slots = new Map<number, [number, number]>()
+  let next = list.length
+  list.forEach((s, i) => {
+    if (s.band) {
+      slots.set(i, [next, next + 1])
+      next += 2
+    }
+  })
+  return slots
 }
 
 export interface ChartOptions {
@@ -88,7 +110,8 @@ export function timeChartConfig(list: readonly ChartSeries[], opts: ChartOptions
       grid: { color: grid, drawTicks: false },
       border: { color: border },
       afterBuildTicks(scale) {
-        const ticks = timeTicks(scale.min, scale.max, Math.max(2, Math.floor(scale.width / 80)))
+        // at least three: a phone-wide axis of a day and a minute would otherwise get one tick
+        const ticks = timeTicks(scale.min, scale.max, Math.max(3, Math.floor(scale.width / 80)))
         xStep = ticks.length > 1 ? ticks[1]!.value - ticks[0]!.value : scale.max - scale.min
         scale.ticks = ticks
       },
@@ -116,6 +139,7 @@ export function timeChartConfig(list: readonly ChartSeries[], opts: ChartOptions
     i++
   }
 
+  const slots = bandSlots(list)
   const datasets: ChartDataset<'line', Point[]>[] = list.map((s) => ({
     label: s.label,
     data: [],
@@ -131,7 +155,28 @@ export function timeChartConfig(list: readonly ChartSeries[], opts: ChartOptions
     normalized: true,
     parsing: false,
     indexAxis: 'x',
+    order: 0,
   }))
+  // bands under the lines (a higher order is drawn first), filled from min up to max
+  list.forEach((s, i) => {
+    const slot = slots.get(i)
+    if (!slot) return
+    const band = {
+      data: [],
+      yAxisID: axes.get(s.unit ?? '')!,
+      borderWidth: 0,
+      pointRadius: 0,
+      pointHoverRadius: 0,
+      pointHitRadius: 0,
+      tension: 0,
+      normalized: true,
+      parsing: false as const,
+      indexAxis: 'x' as const,
+      order: 1,
+      backgroundColor: withAlpha(s.color, 0.16),
+    }
+    datasets.push({ ...band, label: `${s.label} min`, fill: false }, { ...band, label: `${s.label} max`, fill: slot[0] })
+  })
 
   return {
     type: 'line',
@@ -157,11 +202,21 @@ export function timeChartConfig(list: readonly ChartSeries[], opts: ChartOptions
           padding: 10,
           boxPadding: 4,
           usePointStyle: true,
+          // the bands are shown in their line's label
+          filter: (item) => item.datasetIndex < list.length,
           callbacks: {
             title: (items) => (items[0] ? formatDateTime(items[0].parsed.x ?? 0) : ''),
             label: (item) => {
               const unit = units.get(list[item.datasetIndex]?.key ?? '')
-              return ` ${item.dataset.label ?? ''}: ${formatExact(item.parsed.y ?? 0)}${unit ? ` ${unit}` : ''}`
+              const u = unit ? ` ${unit}` : ''
+              const slot = slots.get(item.datasetIndex)
+              const low = slot && item.chart.data.datasets[slot[0]]?.data[item.dataIndex]
+              const high = slot && item.chart.data.datasets[slot[1]]?.data[item.dataIndex]
+              const x = item.parsed.x
+              if (isPoint(low) && isPoint(high) && low.x === x && high.x === x) {
+                return ` ${item.dataset.label ?? ''}: mean ${formatExact(item.parsed.y ?? 0)}${u} (${formatExact(low.y)} to ${formatExact(high.y)})`
+              }
+              return ` ${item.dataset.label ?? ''}: ${formatExact(item.parsed.y ?? 0)}${u}`
             },
           },
         },
@@ -182,12 +237,19 @@ export function timeChartConfig(list: readonly ChartSeries[], opts: ChartOptions
   }
 }
 
-/** The points between `min` and `max`, plus one on each side so lines reach the edges. */
-export function visible(points: readonly Point[], min: number, max: number): Point[] {
+/**
+ * Indexes [start, end) of the points between `min` and `max`, plus one on each side so lines
+ * reach the edges. Indexes, so that a band slices its min and max the same way as its line.
+ */
+export function visibleRange(points: readonly Point[], min: number, max: number): [number, number] {
   const lo = firstAtOrAfter(points, min)
   let end = lo
   while (end < points.length && points[end]!.x <= max) end++
-  return points.slice(Math.max(0, lo - 1), Math.min(points.length, end + 1))
+  return [Math.max(0, lo - 1), Math.min(points.length, end + 1)]
+}
+
+function isPoint(value: unknown): value is Point {
+  return typeof value === 'object' && value !== null && 'x' in value && 'y' in value
 }
 
 /** Line colours that read on both themes, in order of use. */

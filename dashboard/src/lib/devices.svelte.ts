@@ -1,7 +1,10 @@
-import { SvelteMap } from 'svelte/reactivity'
+import { SvelteMap, SvelteSet } from 'svelte/reactivity'
 import { onNextFrame } from './frame.ts'
 import { fetchAll } from './pages.ts'
+import { formatIn } from './format.ts'
+import { problemOf } from './http.ts'
 import type { DeviceState } from './protocol.ts'
+import { series } from './series.svelte.ts'
 
 /**
  * Every device the server knows, by id. A `DeviceState` is replaced whole on each change and
@@ -13,6 +16,9 @@ export const registry = $state({
   /** The server told us its devices at least once (a snapshot or `GET /api/devices`). */
   loaded: false,
 })
+
+/** Devices forgotten while this page was open (by anyone), until they report again: a device page says so. */
+export const forgotten = new SvelteSet<string>()
 
 // eslint-disable-next-line svelte/prefer-svelte-reactivity -- a buffer between frames, not state
 const pending = new Map<string, DeviceState>()
@@ -28,8 +34,13 @@ function apply(all: readonly DeviceState[]): void {
   pending.clear()
   const ids = new Set(all.map((d) => d.id))
   for (const id of devices.keys()) if (!ids.has(id)) devices.delete(id)
-  for (const device of all) devices.set(device.id, device)
+  for (const device of all) set(device)
   registry.loaded = true
+}
+
+function set(device: DeviceState): void {
+  devices.set(device.id, device)
+  if (forgotten.has(device.id)) forgotten.delete(device.id)
 }
 
 /**
@@ -51,8 +62,53 @@ export function updateDevices(changed: readonly DeviceState[]): void {
 function flush(): void {
   timer = 0
   lastFlush = performance.now()
-  for (const [id, device] of pending) devices.set(id, device)
+  for (const device of pending.values()) set(device)
   pending.clear()
+}
+
+/** A device as an HTTP answer gave it (a rename): shown at once, and an older update still waiting for its frame is dropped. */
+export function applyDevice(device: DeviceState): void {
+  pending.delete(device.id)
+  set(device)
+}
+
+/** The server forgot a device (the `forget` event, or our own DELETE): off the lists, its points dropped. */
+export function removeDevice(id: string): void {
+  pending.delete(id)
+  devices.delete(id)
+  series.forget(id)
+  forgotten.add(id)
+}
+
+const deviceUrl = (id: string) => `/api/devices/${encodeURIComponent(id)}`
+
+/** Names a device (`null`: back to the name its firmware announced). Resolves with why not, or null once done. */
+export async function renameDevice(id: string, name: string | null): Promise<string | null> {
+  try {
+    const res = await fetch(deviceUrl(id), {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      body: JSON.stringify({ name }),
+    })
+    if (!res.ok) return await problemOf(res)
+    applyDevice((await res.json()) as DeviceState)
+    return null
+  } catch (err) {
+    return err instanceof Error ? err.message : String(err)
+  }
+}
+
+/** Forgets a device and its history on the server. Resolves with why not, or null once done. */
+export async function forgetDevice(id: string): Promise<string | null> {
+  try {
+    const res = await fetch(deviceUrl(id), { method: 'DELETE' })
+    // already gone is what was asked for
+    if (!res.ok && res.status !== 404) return await problemOf(res)
+    removeDevice(id)
+    return null
+  } catch (err) {
+    return err instanceof Error ? err.message : String(err)
+  }
 }
 
 /** The first paint need not wait for the socket: the HTTP list is usually quicker. */
@@ -68,14 +124,22 @@ export async function loadDevices(): Promise<void> {
   }
 }
 
-export type DeviceStatus = 'online' | 'stale' | 'offline'
+export type DeviceStatus = 'online' | 'stale' | 'asleep' | 'offline'
 
 export function statusOf(device: DeviceState): DeviceStatus {
+  // not connected, but expected back on its schedule: not the same as gone
+  if (device.asleep) return 'asleep'
   if (!device.online) return 'offline'
   return device.stale ? 'stale' : 'online'
 }
 
-export const statusLabel: Record<DeviceStatus, string> = { online: 'Online', stale: 'Stale', offline: 'Offline' }
+export const statusLabel: Record<DeviceStatus, string> = { online: 'Online', stale: 'Stale', asleep: 'Asleep', offline: 'Offline' }
+
+/** "next report in 4m" for an asleep device, "next report due" once it is late; null when not asleep. */
+export function nextReportText(device: DeviceState, now: number): string | null {
+  if (!device.asleep || device.nextReport === undefined) return null
+  return device.nextReport > now ? `next report ${formatIn(device.nextReport, now)}` : 'next report due'
+}
 
 /** Metric names in display order: numbers first, switches last, each alphabetical. */
 export function metricNames(device: DeviceState): string[] {

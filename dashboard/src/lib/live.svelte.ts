@@ -1,5 +1,5 @@
 import { io, type Socket } from 'socket.io-client'
-import { loadDevices, replaceDevices, updateDevices } from './devices.svelte.ts'
+import { loadDevices, removeDevice, replaceDevices, updateDevices } from './devices.svelte.ts'
 import { messageLog } from './messages.svelte.ts'
 import {
   LIVE_NAMESPACE,
@@ -34,7 +34,31 @@ export const connection = $state({
   refused: false,
   /** Connected at least once since the page loaded. */
   everConnected: false,
+  /** When the current connection was made (epoch ms, this browser's clock), or null while not connected. */
+  connectedAt: null as number | null,
 })
+
+/** A (re)connection, as stores that fill gaps see it. */
+export interface Connected {
+  /** The first connection since the page loaded: there is no gap to fill. */
+  first: boolean
+  /**
+   * The server replayed what was missed (socket.io connection state recovery, within its window):
+   * nothing to fill. False also for a client that had received nothing before the drop, which
+   * has no offset to recover from.
+   */
+  recovered: boolean
+  at: number
+}
+
+// eslint-disable-next-line svelte/prefer-svelte-reactivity -- callbacks, not state
+const connectListeners = new Set<(c: Connected) => void>()
+
+/** Calls `fn` on each connection until the returned function is called. */
+export function onConnect(fn: (c: Connected) => void): () => void {
+  connectListeners.add(fn)
+  return () => connectListeners.delete(fn)
+}
 
 let socket: LiveSocket | null = null
 
@@ -53,13 +77,17 @@ export function connectLive(): void {
   socket = s
 
   s.on('connect', () => {
+    const c: Connected = { first: !connection.everConnected, recovered: s.recovered, at: Date.now() }
     connection.status = 'online'
     connection.attempts = 0
     connection.reason = ''
     connection.refused = false
     connection.everConnected = true
+    connection.connectedAt = c.at
+    for (const fn of connectListeners) fn(c)
   })
   s.on('disconnect', (reason) => {
+    connection.connectedAt = null
     connection.status = navigator.onLine ? 'reconnecting' : 'offline'
     // the server closed this socket on purpose; socket.io waits for us to reconnect
     if (reason === 'io server disconnect') window.setTimeout(() => s.connect(), 1000)
@@ -85,6 +113,7 @@ export function connectLive(): void {
 
   s.on('devices', replaceDevices)
   s.on('device', updateDevices)
+  s.on('forget', removeDevice)
   s.on('readings', (batch) => series.add(batch))
   s.on('message', (envelope) => receive([envelope]))
   s.on('messages', receive)

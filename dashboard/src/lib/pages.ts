@@ -1,3 +1,5 @@
+import { nextLink } from './http.ts'
+
 /** Pages of a listing fetched at most; the server's own bounds keep real listings far below this. */
 const MAX_PAGES = 100
 
@@ -13,7 +15,7 @@ export async function fetchAll<T>(url: string): Promise<T[] | null> {
     const body: unknown = res.ok ? await res.json() : null
     if (!Array.isArray(body)) return page === 0 ? null : items
     items.push(...(body as T[]))
-    next = /<([^>]+)>;\s*rel="next"/.exec(res.headers.get('link') ?? '')?.[1] ?? null
+    next = nextLink(res)
   }
   return items
 }

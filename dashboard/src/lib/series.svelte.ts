@@ -83,6 +83,18 @@ class SeriesStore {
       .catch(() => this.#seeded.delete(key))
   }
 
+  /** The server forgot the device: its points go, and a sparkline asks for history again if it comes back. */
+  forget(device: string): void {
+    this.#byDevice.delete(device)
+    this.versions.delete(device)
+    for (const key of this.#seeded) if (key.startsWith(`${device}\u0000`)) this.#seeded.delete(key)
+  }
+
+  /** The last point of one metric, or undefined. */
+  last(device: string, metric: string): Point | undefined {
+    return this.#byDevice.get(device)?.get(metric)?.at(-1)
+  }
+
   /** Keeps a long window for this device until the returned function is called. */
   watch(device: string): () => void {
     this.#watchers.set(device, (this.#watchers.get(device) ?? 0) + 1)
