@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto'
-import { ANONYMOUS, OPEN_POLICY, type Policy, type Principal, type Role } from '../protocol/access.ts'
+import { ANONYMOUS, OPEN_POLICY, type Policy, type Principal, type Rights, type Role } from '../protocol/access.ts'
 import { DEFAULT_RULES, allows, type AclRule } from './acl.ts'
 import { Backoff } from './backoff.ts'
 import { hasCredentials, type AccessConfig } from './config.ts'
@@ -121,7 +121,7 @@ export class Access {
   }
 
   /** Rights that follow from the role alone, for the dashboard to hide what it may not use. */
-  static rights(role: Role | null): { read: boolean; send: boolean; manage: boolean } {
+  static rights(role: Role | null): Rights {
     return { read: role !== null && role !== 'device', send: role === 'operator' || role === 'admin', manage: role === 'admin' }
   }
 

@@ -21,10 +21,19 @@ export const DEFAULT_RULES: Record<Role, readonly AclRule[]> = {
   device: ['devices/%u/#', 'tele/%u/#', 'cmnd/%u/#', 'stat/%u/#', '%u/#', 'homie/%u/#', 'homeassistant/+/%u/#'].map((topic) => ({ access: 'readwrite' as const, topic })),
 }
 
-/** The rule's filter for one client: `%u` and `%c` replaced. Names with `+`, `#` or `/` are refused where they are made, so this cannot widen a rule. */
-export function expand(pattern: string, user: string, clientId: string): string {
+/**
+ * The rule's filter for one client: `%u` and `%c` replaced, or null when the rule cannot apply.
+ * User names are checked where they are made, but a client id is whatever the client sends: one
+ * with `/`, `+` or `#` (or `$` first, or none at all) would widen the rule (`clients/%c/#` with id
+ * `#`), so such a rule does not apply to it, as in Mosquitto.
+ */
+export function expand(pattern: string, user: string, clientId: string): string | null {
+  if (pattern.includes('%u') && !fillsOneLevel(user)) return null
+  if (pattern.includes('%c') && !fillsOneLevel(clientId)) return null
   return pattern.replaceAll('%u', user).replaceAll('%c', clientId)
 }
+
+const fillsOneLevel = (name: string) => name.length > 0 && !name.startsWith('$') && !/[/+#]/.test(name)
 
 /**
  * Whether every topic `filter` can match is matched by `pattern`: a subscription to
@@ -53,6 +62,7 @@ export function allows(rules: readonly AclRule[], access: 'read' | 'write', filt
   return rules.some((rule) => {
     if (rule.access !== 'readwrite' && rule.access !== access) return false
     const pattern = expand(rule.topic, user, clientId)
+    if (pattern === null) return false
     return wild ? filterWithin(pattern, filterOrTopic) : topicMatches(pattern, filterOrTopic)
   })
 }

@@ -35,7 +35,7 @@ const ConfigSchema = z
     /** Rules that replace a role's defaults (auth/acl.ts DEFAULT_RULES). */
     roles: z.object({ admin: rules, operator: rules, viewer: rules, device: rules }).partial().strict().default({}),
     /** How long a dashboard login lasts. */
-    sessionHours: z.number().positive().max(24 * 365).default(12),
+    sessionHours: z.number('must be a number of hours').positive('must be more than 0 hours').max(24 * 365, 'must be at most a year (8760 hours)').default(12),
   })
   .strict()
 
@@ -70,18 +70,36 @@ export function loadConfig(file: string, { missingOk = false } = {}): AccessConf
     throw new ConfigError(`${file}: not valid JSON (${(err as Error).message}); fix it or move it aside`)
   }
   const parsed = ConfigSchema.safeParse(json)
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!
-    const where = issue.path.length > 0 ? issue.path.join('.') : 'the top level'
-    throw new ConfigError(`${file}: ${where} ${issue.message.replace(/^Invalid input: /, '')}`)
-  }
+  if (!parsed.success) throw new ConfigError(`${file}: ${describeIssue(parsed.error.issues[0]!)}`)
   return parsed.data
 }
+
+/** One problem as a person fixes it: the field's path, then what it must be (`users.alice.role must be one of admin, ...`). */
+function describeIssue(issue: z.core.$ZodIssue): string {
+  const where = issue.path.length > 0 ? issue.path.map(String).join('.') : 'the top level'
+  switch (issue.code) {
+    case 'invalid_value':
+      return `${where} must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`
+    case 'invalid_key':
+      // a record key: say which name, and why it is not one
+      return `${where}: ${JSON.stringify(String(issue.path.at(-1)))} is not a valid name; it ${issue.issues[0]?.message ?? 'is invalid'}`
+    case 'unrecognized_keys':
+      return `${where} has unknown field${issue.keys.length === 1 ? '' : 's'} ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`
+    case 'invalid_type':
+      return issue.message.endsWith('received undefined') ? `${where} is missing (${issue.expected})` : `${where} must be ${article(issue.expected)}`
+    default:
+      return `${where} ${issue.message.replace(/^Invalid input: /, '')}`
+  }
+}
+
+const article = (type: string) => (/^[aeiou]/.test(type) ? `an ${type}` : `a ${type}`)
 
 /** Writes the config atomically (a temporary file, then rename), readable by its owner only. */
 export function saveConfig(file: string, config: AccessConfig): void {
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`)
-  const fd = openSync(tmp, 'w', 0o600)
+  // a new file (O_EXCL): one left by a crash keeps its own mode when reopened, and a link planted there is not followed
+  rmSync(tmp, { force: true })
+  const fd = openSync(tmp, 'wx', 0o600)
   try {
     writeSync(fd, `${JSON.stringify(ConfigSchema.parse(config), null, 2)}\n`)
     fsyncSync(fd)

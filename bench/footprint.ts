@@ -1,10 +1,6 @@
-import { spawn } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import path from 'node:path'
-import { packageRoot } from '../server/package.ts'
 import { spawnRole } from './ipc.ts'
-import { freePort, mosquittoInstalled, startMosquitto } from './mosquitto.ts'
+import { mosquittoInstalled, startMosquitto } from './mosquitto.ts'
+import { startPulseboard } from './pulseboard-process.ts'
 import { sampleProcess } from './process-stats.ts'
 import type { PublisherConfig, PublisherReport } from './publisher.ts'
 import type { ServeReady } from './serve.ts'
@@ -32,18 +28,6 @@ export interface FootprintOptions {
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-const fromSources = import.meta.url.endsWith('.ts')
-const cli = fromSources ? path.join(packageRoot, 'cli', 'pulseboard.ts') : path.join(packageRoot, 'dist', 'app', 'pulseboard.js')
-
-/** Polls `probe` every 5 ms until it resolves true; returns the ms since `since`. */
-async function readyAfter(since: number, probe: () => Promise<boolean>, timeoutMs = 20_000): Promise<number> {
-  while (!(await probe().catch(() => false))) {
-    if (performance.now() - since > timeoutMs) throw new Error(`not ready within ${timeoutMs} ms`)
-    await sleep(5)
-  }
-  return Math.round(performance.now() - since)
-}
-
 /** Starts one system on free loopback ports; resolves when it serves. */
 async function launch(system: FootprintSystem, startArgs: string[]): Promise<{ pid: number; mqttPort: number; readyMs: number; stop(): Promise<void> }> {
   const since = performance.now()
@@ -55,23 +39,9 @@ async function launch(system: FootprintSystem, startArgs: string[]): Promise<{ p
     const server = await spawnRole<ServeReady, never>('serve', { target: 'broker' })
     return { pid: server.pid, mqttPort: server.ready.mqttPort, readyMs: Math.round(performance.now() - since), stop: () => server.kill() }
   }
-  const [port, mqttPort] = [await freePort(), await freePort()]
   // the real command as a user starts it: built, the executable itself, so its #! line's node flags apply
-  const dataDir = mkdtempSync(path.join(tmpdir(), 'pulseboard-footprint-'))
-  const args = ['start', '--port', String(port), '--mqtt-port', String(mqttPort), '--host', '127.0.0.1', '--log-level', 'warn', '--data-dir', dataDir, ...startArgs]
-  const child = fromSources ? spawn(process.execPath, ['--import', 'tsx', cli, ...args], { stdio: 'ignore' }) : spawn(cli, args, { stdio: 'ignore' })
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
-  const readyMs = await readyAfter(since, async () => (await fetch(`http://127.0.0.1:${port}/api/health`)).ok)
-  return {
-    pid: child.pid!,
-    mqttPort,
-    readyMs,
-    async stop() {
-      child.kill('SIGTERM')
-      await exited
-      rmSync(dataDir, { recursive: true, force: true })
-    },
-  }
+  const server = await startPulseboard({ store: 'sqlite', args: startArgs })
+  return { pid: server.pid, mqttPort: server.mqttPort, readyMs: server.readyMs, stop: server.stop }
 }
 
 /** Idle memory, start-up time and memory under a sparse fleet, for Pulseboard, aedes alone and Mosquitto, one after another. */

@@ -52,7 +52,8 @@ export function spawnRole<Ready, Report>(name: string, config: object, nodeArgs:
     return {
       pid: child.pid!,
       ready,
-      send: (order) => child.send(order),
+      // a role that has exited (Ctrl-C reaches the whole process group) takes no more orders; sending would raise an uncaught 'error'
+      send: (order) => void (child.connected && child.send(order)),
       next,
       onProgress: (listener) => progress.push(listener),
       async kill() {

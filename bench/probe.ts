@@ -34,3 +34,34 @@ export function readProbe(payload: string): Probe | null {
 export function probeTopic(device: number): string {
   return `devices/bench-${device}/telemetry`
 }
+
+/**
+ * What a multi-sensor node reports, for the history bench: one JSON object of `metrics` numbers,
+ * the generic format's telemetry, each value moving with the sequence number as a sensor's would.
+ *   {"temperature":21.53,"humidity":45.2,"pressure":1013.4,"co2":612,"voc":105,"pm25":8.4,
+ *    "battery":87,"rssi":-61,"voltage":3.71,"power":142.7}
+ * Some values are whole numbers, as real ones are (SQLite keeps those smaller). Past the ten
+ * named ones, metrics are `m10`, `m11`, ... No timestamp: the server stamps what it receives.
+ */
+export function telemetryPayload(device: number, seq: number, metrics: number): string {
+  const t = seq + device * 7
+  const wave = (period: number) => Math.sin(t / period)
+  const values: [string, string][] = [
+    ['temperature', (21 + 3 * wave(600)).toFixed(2)],
+    ['humidity', (45 + 10 * wave(900)).toFixed(1)],
+    ['pressure', (1013 + 5 * wave(3600)).toFixed(1)],
+    ['co2', String(Math.round(600 + 200 * wave(300)))],
+    ['voc', String(Math.round(100 + 40 * wave(120)))],
+    ['pm25', (8 + 4 * wave(60)).toFixed(1)],
+    ['battery', String(100 - (Math.floor(t / 3600) % 100))],
+    ['rssi', String(-60 - (t % 7))],
+    ['voltage', (3.7 + 0.1 * wave(30)).toFixed(2)],
+    ['power', (140 + 60 * wave(20)).toFixed(1)],
+  ]
+  const parts: string[] = []
+  for (let i = 0; i < metrics; i++) {
+    const [name, value] = values[i] ?? [`m${i}`, (50 + 50 * wave(10 + i)).toFixed(2)]
+    parts.push(`"${name}":${value}`)
+  }
+  return `{${parts.join(',')}}`
+}

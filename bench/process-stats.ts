@@ -33,3 +33,22 @@ export async function sampleMetrics(httpUrl: string): Promise<ProcessSample> {
 export function cpuPercent(a: ProcessSample, b: ProcessSample): number {
   return ((b.cpuSeconds - a.cpuSeconds) / ((b.at - a.at) / 1000)) * 100
 }
+
+/** CPU seconds the whole machine spent busy (all cores, every process and the kernel), from /proc/stat. */
+export interface MachineSample {
+  at: number
+  busySeconds: number
+}
+
+export function sampleMachine(): MachineSample {
+  const line = fs.readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!
+  // cpu  user nice system idle iowait irq softirq steal ...: idle and iowait are not busy
+  const ticks = line.trim().split(/\s+/).slice(1, 9).map(Number)
+  const busy = ticks.reduce((a, b) => a + b, 0) - ticks[3]! - ticks[4]!
+  return { at: performance.now(), busySeconds: busy / TICKS_PER_SECOND }
+}
+
+/** Percent of one core the machine was busy between two samples (200 = two cores full). */
+export function machinePercent(a: MachineSample, b: MachineSample): number {
+  return ((b.busySeconds - a.busySeconds) / ((b.at - a.at) / 1000)) * 100
+}

@@ -2,7 +2,7 @@
 import type net from 'node:net'
 import { roleContext } from './ipc.ts'
 import { connectRaw, publishPacket } from './mqtt-wire.ts'
-import { probePayload, probeTopic } from './probe.ts'
+import { probePayload, probeTopic, telemetryPayload } from './probe.ts'
 
 export interface PublisherConfig {
   host: string
@@ -14,6 +14,8 @@ export interface PublisherConfig {
   rate: number
   qos: 0 | 1
   payloadSize: number
+  /** Send telemetry of this many metrics per message (the history bench) instead of latency probes; `payloadSize` is then unused. */
+  metrics?: number
 }
 
 export interface PublisherReport {
@@ -59,7 +61,8 @@ function packet(device: Device): Buffer {
   device.packetId = (device.packetId % 65535) + 1
   sent++
   if (measured) measuredSent++
-  return publishPacket(probeTopic(device.n), probePayload(device.n, device.seq, measured, config.payloadSize), config.qos, device.packetId)
+  const payload = config.metrics ? telemetryPayload(device.n, device.seq, config.metrics) : probePayload(device.n, device.seq, measured, config.payloadSize)
+  return publishPacket(probeTopic(device.n), payload, config.qos, device.packetId)
 }
 
 function paced(): void {

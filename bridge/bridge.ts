@@ -202,7 +202,8 @@ export function createBridge(parts: BridgeParts, opts: BridgeOptions = {}): Brid
   }
 
   chat.use((socket, next) => {
-    void authenticate(socket).then((refused) => next(handshakeError(refused ?? unreadable(socket.data.principal, [chatTopic]))))
+    // `/` carries every message (the seed's protocol has no filters): only for those who may read them all
+    void authenticate(socket).then((refused) => next(handshakeError(refused ?? unreadable(socket.data.principal, ['#']))))
   })
 
   chat.on('connection', (socket: ChatSocket) => {

@@ -147,6 +147,8 @@ export async function createBroker(opts: BrokerOptions = {}): Promise<Broker> {
   const connecting = new WeakMap<Client, ConnectPacket>()
   /** Who each connected client is, from `authenticate` on. */
   const principals = new WeakMap<Client, Principal>()
+  /** Who each persistent session's client id belongs to, while the broker keeps the session. */
+  const sessionOwners = new Map<string, Principal>()
   /** The peer address of each connection, for login back-off. */
   const addresses = new WeakMap<Client, string>()
   const principalOf = (client: Client | null) => (client && principals.get(client)) ?? ANONYMOUS
@@ -191,13 +193,20 @@ export async function createBroker(opts: BrokerOptions = {}): Promise<Broker> {
       return done(refusal(3, `client id ${client.id} connects too often; refused for ${Math.ceil(bannedMs / 1000)} s`), false)
     }
     const holder = clientsOf(aedes)[client.id]
+    // with users, only the same one may take a client id over, connected or with a session kept for
+    // it (clean: false); anyone else would hijack a device's session and its queued messages
+    const held = (holder && principals.get(holder)) || sessionOwners.get(client.id)
+    if (held && (held.kind !== who.kind || held.name !== who.name)) {
+      log?.warn({ clientId: client.id, holder: held.name, by: who.name }, 'mqtt client id held by another user; connect refused')
+      return done(refusal(5, `client id ${client.id} belongs to another user`), false)
+    }
+    if (packet && !packet.clean) {
+      sessionOwners.delete(client.id)
+      sessionOwners.set(client.id, who)
+      // as many as the sessions kept, the least recently connected forgotten first
+      if (sessionOwners.size > limits.maxSessions) sessionOwners.delete(sessionOwners.keys().next().value!)
+    } else sessionOwners.delete(client.id)
     if (holder) {
-      const held = principals.get(holder)
-      // with users, only the same one may take a client id over; anyone else would hijack a device's session
-      if (held && (held.kind !== who.kind || held.name !== who.name)) {
-        log?.warn({ clientId: client.id, holder: held.name, by: who.name }, 'mqtt client id held by another user; connect refused')
-        return done(refusal(5, `client id ${client.id} belongs to another user`), false)
-      }
       // [MQTT-3.1.4-2] the new connection wins; aedes closes the old one after this
       stats.takeovers++
       log?.warn({ clientId: client.id }, 'mqtt client id taken over by a new connection; the old one is closed')
@@ -239,7 +248,8 @@ export async function createBroker(opts: BrokerOptions = {}): Promise<Broker> {
       // shutting down: refused before it is acknowledged, so the client keeps it and sends it again
       if (closing) return done(new Error('the server is shutting down'))
       if (client) routing++
-      if (client && publishError(packet.topic) === null && !policy.canPublish(principalOf(client), packet.topic)) {
+      const problem = publishError(packet.topic)
+      if (client && problem === null && !policy.canPublish(principalOf(client), packet.topic)) {
         // MQTT 3.1.1 has no reason codes: a denied publish is acknowledged as usual (so a QoS 1 client does not
         // resend it forever) and dropped, sent to a `$` topic that no wildcard reaches and nobody may subscribe to.
         stats.deniedPublishes++
@@ -248,7 +258,6 @@ export async function createBroker(opts: BrokerOptions = {}): Promise<Broker> {
         packet.retain = false
         return done(null)
       }
-      const problem = publishError(packet.topic)
       if (!problem) return done(null)
       if (client) routing--
       stats.refusedPublishes++

@@ -1,8 +1,13 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
 import { mosquittoInstalled } from '../bench/mosquitto.ts'
 import { runScenario, type ScenarioOptions, type ScenarioResult, type Target } from '../bench/run.ts'
 import { runScale, type ScaleResult } from '../bench/scale.ts'
 import { runDashboardBench } from '../bench/browser.ts'
 import { runFootprint } from '../bench/footprint.ts'
+import { runHistoryBench, runHistoryHttpBench, HISTORY_TARGETS, type HistoryBenchResult, type HistoryHttpResult } from '../bench/history.ts'
+import { runIngestBench, INGEST_TARGETS, type IngestResult } from '../bench/ingest.ts'
 import type { ReceiverKind } from '../bench/receiver.ts'
 import { UsageError, duration, integer, parse, type Command } from './args.ts'
 
@@ -29,20 +34,27 @@ Options:
                          readings/s: main-thread busy time and heap), or
                          footprint (idle memory, start-up time, and memory
                          with 1,000 devices publishing every 5 s, beside aedes
-                         alone and mosquitto) (default light)
+                         alone and mosquitto), or history (10,000 readings/s into
+                         two servers side by side, the SQLite store and
+                         --no-store, for 10 min: CPU, memory, queue, database
+                         size; then long-range queries and a 1 M-row CSV export,
+                         in process and over HTTP) (default light)
       --compare          run Pulseboard, a naive bridge, the broker alone and
                          mosquitto (when installed), interleaved, and print ratios
       --target <name>    pulseboard, naive, broker or mosquitto (default pulseboard)
       --runs <n>         rounds; medians are reported (default 3 with --compare, else 1)
-  -d, --devices <n>      publishing devices
+  -d, --devices <n>      publishing devices (history: 1000 per server)
   -r, --rate <n>         messages per second from all devices; 0 = as fast as possible
+                         (history: 1000 per server, each message --metrics readings)
+      --metrics <n>      history: numbers in each telemetry message (default 10)
+      --only <part>      history: ingest, or queries (queries and export) alone
   -k, --clients <n>      receiving clients
       --receiver <kind>  live, chat (namespace /) or mqtt (default: live for
                          bridges, mqtt for brokers)
       --qos <0|1>        QoS of the device publishes (default 0)
       --payload <bytes>  payload size (default 60)
-      --duration <time>  measured time (default 10s; soak 10m)
-      --warmup <time>    load before measuring (default 2s)
+      --duration <time>  measured time (default 10s; soak and history 10m)
+      --warmup <time>    load before measuring (default 2s; history 10s)
       --connections <n>  scale: idle MQTT devices (default 10000); sockets are a fifth
       --route <hash>     dashboard: the page to watch (default #/, the overview;
                          e.g. #/devices/bench-0, #/messages)
@@ -55,7 +67,8 @@ Options:
 Examples:
   pulseboard bench --scenario light --compare
   pulseboard bench --scenario heavy --runs 3
-  pulseboard bench --scenario scale`
+  pulseboard bench --scenario scale
+  pulseboard bench --scenario history --duration 60s`
 
 type Row = ScenarioResult & { run: number }
 
@@ -76,6 +89,8 @@ export const command: Command = {
       duration: { type: 'string' },
       warmup: { type: 'string' },
       connections: { type: 'string' },
+      metrics: { type: 'string' },
+      only: { type: 'string' },
       route: { type: 'string' },
       url: { type: 'string' },
       'mqtt-url': { type: 'string' },
@@ -96,8 +111,25 @@ export const command: Command = {
         route: values.route ?? '#/',
       }, json)
     }
+    if (scenario === 'history') {
+      const only = values.only
+      if (only !== undefined && only !== 'ingest' && only !== 'queries') throw new UsageError(`--only must be ingest or queries, got ${JSON.stringify(only)}`)
+      const durationMs = duration(values.duration, '--duration', 600_000)
+      if (durationMs < 1000) throw new UsageError(`--duration must be at least 1s, got ${JSON.stringify(values.duration)}`)
+      return history(
+        {
+          devices: integer(values.devices ?? '1000', '--devices', 1, 10_000),
+          rate: integer(values.rate ?? '1000', '--rate', 1, 100_000),
+          metrics: integer(values.metrics ?? '10', '--metrics', 1, 64),
+          durationMs,
+          warmupMs: duration(values.warmup, '--warmup', 10_000),
+          parts: only === undefined ? ['ingest', 'queries'] : [only],
+        },
+        json,
+      )
+    }
     if (!(scenario in SCENARIOS)) {
-      throw new UsageError(`--scenario must be light, heavy, broker, soak, scale, dashboard or footprint, got ${JSON.stringify(scenario)}`)
+      throw new UsageError(`--scenario must be light, heavy, broker, soak, scale, dashboard, footprint or history, got ${JSON.stringify(scenario)}`)
     }
     const preset = SCENARIOS[scenario as keyof typeof SCENARIOS]
     const targets = chooseTargets(values.compare ?? false, values.target ?? (scenario === 'broker' ? 'broker' : 'pulseboard'), scenario)
@@ -340,4 +372,224 @@ function halves(series: [number, number][]): string {
   const mid = Math.floor(series.length / 2)
   if (mid === 0) return 'too few samples'
   return `first half ${range(series.slice(0, mid))}, second half ${range(series.slice(mid))}`
+}
+
+interface HistoryOptions {
+  devices: number
+  rate: number
+  metrics: number
+  durationMs: number
+  warmupMs: number
+  parts: ('ingest' | 'queries')[]
+}
+
+/** One target of docs/benchmarks.md and whether this run met it; null when the run was too short to say. */
+interface TargetLine {
+  target: string
+  result: string
+  met: boolean | null
+}
+
+async function history(opts: HistoryOptions, json: boolean): Promise<number> {
+  const tty = process.stderr.isTTY
+  const onProgress = (line: string) => process.stderr.write(tty ? `\r\x1b[K${line}` : `${line}\n`)
+  const readings = opts.rate * opts.metrics
+  process.stderr.write(
+    `pulseboard bench: history (${fmt(opts.devices)} devices, ${fmt(opts.rate)} messages/s of ${opts.metrics} metrics = ${fmt(readings)} readings/s ` +
+      `into each of two servers, SQLite store and --no-store, ${fmt(opts.durationMs / 1000)} s after a ${fmt(opts.warmupMs / 1000)} s warm-up; then queries and export)\n`,
+  )
+  // Ctrl-C or SIGTERM: stop the servers and publishers and remove the temporary databases before exiting
+  const abort = new AbortController()
+  const stop = () => abort.abort()
+  process.once('SIGINT', stop)
+  process.once('SIGTERM', stop)
+  let ingest: IngestResult | undefined
+  let inProcess: HistoryBenchResult | undefined
+  let http: HistoryHttpResult | undefined
+  // a part that fails is reported and the others still run: ten minutes of ingest are not lost to a later error
+  const errors: Record<string, string> = {}
+  const attempt = async <T>(part: string, run: () => Promise<T>): Promise<T | undefined> => {
+    try {
+      return await run()
+    } catch (err) {
+      if (abort.signal.aborted) throw err
+      errors[part] = (err as Error).message ?? String(err)
+      if (tty) process.stderr.write('\r\x1b[K')
+      process.stderr.write(`pulseboard bench: ${part} failed: ${errors[part]}\n`)
+      return undefined
+    }
+  }
+  try {
+    if (opts.parts.includes('ingest')) {
+      ingest = await attempt('ingest', () => runIngestBench({ ...opts, onProgress, signal: abort.signal }))
+      if (tty) process.stderr.write('\r\x1b[K')
+      if (ingest && !json) console.log(ingestReport(ingest))
+    }
+    if (opts.parts.includes('queries')) {
+      inProcess = await attempt('queries in process', async () => {
+        const dir = mkdtempSync(path.join(tmpdir(), 'pulseboard-history-queries-'))
+        try {
+          return await runHistoryBench({ dir, onProgress })
+        } finally {
+          rmSync(dir, { recursive: true, force: true })
+        }
+      })
+      if (abort.signal.aborted) throw abort.signal.reason
+      http = await attempt('queries over HTTP', () => runHistoryHttpBench({ onProgress, signal: abort.signal }))
+      if (tty) process.stderr.write('\r\x1b[K')
+    }
+  } catch (err) {
+    if (!abort.signal.aborted) throw err
+    if (tty) process.stderr.write('\r\x1b[K')
+    process.stderr.write('pulseboard bench: interrupted; the servers are stopped and their temporary files removed\n')
+    return 130
+  } finally {
+    process.off('SIGINT', stop)
+    process.off('SIGTERM', stop)
+  }
+  const targets = historyTargets(ingest, inProcess, http)
+  const failed = Object.keys(errors).length > 0
+  if (json) {
+    console.log(JSON.stringify({ scenario: 'history', ...opts, ingest, queries: { inProcess, http }, targets, ...(failed && { errors }) }, null, 2))
+    return failed ? 1 : 0
+  }
+  if (inProcess) console.log(queriesReport(inProcess, http))
+  console.log('\ntargets:')
+  const width = Math.max(...targets.map((t) => t.target.length))
+  for (const t of targets) console.log(`  ${t.target.padEnd(width)}  ${t.met === null ? 'not judged' : t.met ? 'met' : 'NOT met'}: ${t.result}`)
+  for (const [part, message] of Object.entries(errors)) console.log(`  ${part}: failed (${message})`)
+  return failed ? 1 : 0
+}
+
+const mb = (bytes: number, digits = 1) => `${fmt(bytes / 1e6, digits)} MB`
+
+function ingestReport(r: IngestResult): string {
+  const head = ['server', 'CPU % median', 'mean', 'min–max', 'RSS MB median', 'max', 'first half', 'second half', 'msgs in/s', 'publisher CPU %']
+  const row = (name: string, s: IngestResult['memory']) => [
+    name,
+    fmt(s.cpu.median, 1),
+    fmt(s.cpu.mean, 1),
+    `${fmt(s.cpu.min)}–${fmt(s.cpu.max)}`,
+    fmt(s.rssMb.median),
+    fmt(s.rssMb.max),
+    `${fmt(s.rssMb.firstHalf[0])}–${fmt(s.rssMb.firstHalf[1])}`,
+    `${fmt(s.rssMb.secondHalf[0])}–${fmt(s.rssMb.secondHalf[1])}`,
+    fmt(s.messagesInPerSec),
+    fmt(s.publisherCpu),
+  ]
+  const rows = [row('SQLite store', r.sqlite), row('--no-store', r.memory)]
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((c) => c[i]!.length)))
+  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')
+  const h = r.sqlite.history
+  const f = h.file
+  const sign = (n: number) => `${n >= 0 ? '+' : ''}${fmt(n, 1)}`
+  return [
+    `\ningest: ${fmt(r.devices)} devices × ${r.metrics} metrics, ${fmt(r.offeredReadingsPerSec)} readings/s offered to each server, ` +
+      `${fmt(r.durationMs / 1000)} s measured side by side (CPU per ${fmt(r.intervalMs / 1000)} s interval, ${r.sqlite.cpu.samples.length} intervals)`,
+    line(head),
+    line(widths.map((w) => '-'.repeat(w))),
+    ...rows.map(line),
+    `difference: ${sign(r.cpuDifference.median)} points of one core (medians), ${sign(r.cpuDifference.mean)} (means), ${sign(r.cpuDifference.pairedMedian)} (median of the per-interval differences)`,
+    `/api/health answer, asked every second: SQLite store median ${fmt(r.sqlite.healthAnswerMs.median, 1)} ms, p99 ${fmt(r.sqlite.healthAnswerMs.p99)} ms, ` +
+      `max ${fmt(r.sqlite.healthAnswerMs.max)} ms; --no-store ${fmt(r.memory.healthAnswerMs.median, 1)}, ${fmt(r.memory.healthAnswerMs.p99)}, ${fmt(r.memory.healthAnswerMs.max)} ms` +
+      (r.sqlite.healthAnswerMs.failed + r.memory.healthAnswerMs.failed > 0 ? `; unanswered within 30 s: ${r.sqlite.healthAnswerMs.failed}, ${r.memory.healthAnswerMs.failed}` : ''),
+    `CPU % per interval, SQLite store: ${r.sqlite.cpu.samples.map((c) => fmt(c)).join(' ')}`,
+    `                   --no-store:   ${r.memory.cpu.samples.map((c) => fmt(c)).join(' ')}`,
+    '',
+    'SQLite store:',
+    `  readings kept     ${fmt(h.readingsPerSec)}/s of ${fmt(r.offeredReadingsPerSec)}/s offered (rows stamped inside the window; ${fmt(h.writtenPerSec)}/s written)`,
+    `  over the run      ${fmt(h.kept.rows)} rows of ${fmt(h.kept.sent)} readings sent (${fmt((h.kept.rows / h.kept.sent) * 100, 1)} %` +
+      `${h.kept.rows < h.kept.sent ? '; the rest replaced by a reading of the same series and millisecond' : ''}); ${fmt(f.messages)} messages logged, ` +
+      `${fmt(f.sameMillisecondMessages)} of them in the same millisecond as another from their device`,
+    `  queue             max ${fmt(h.queueDepth.max)}, median ${fmt(h.queueDepth.median)} (sampled every second); dropped ${fmt(h.dropped)}, write failures ${fmt(h.writeFailures)}`,
+    `  one write         median ${fmt(h.writeMs.median, 1)} ms, p99 ${fmt(h.writeMs.p99, 1)} ms, max ${fmt(h.writeMs.max, 1)} ms (the last one, read every second; the event loop waits for it)`,
+    `  database          ${mb(f.bytes)} after shutdown (${mb(h.dbBytesAtEnd)} with the WAL while running): readings ${mb(f.parts.readings)}, rollups ${mb(f.parts.rollups)}, ` +
+      `message log ${mb(f.parts.log)} (${fmt(h.logBytesPerMessage)} B a message), broker ${mb(f.parts.broker)}, other ${mb(f.parts.other)}`,
+    `  per million       readings and rollups ${mb(h.bytesPerMillionReadings.readingsAndRollups)}; the whole file ${mb(h.bytesPerMillionReadings.file)}`,
+    ...(Object.keys(h.limits).length ? [`  bounds reached    ${Object.entries(h.limits).map(([k, n]) => `${k} ${fmt(n)}`).join(', ')}`] : []),
+    `machine: ${r.machine.cores} cores, busy ${fmt(r.machine.busyPercent)} % of one core over the window: this bench ${fmt(r.machine.benchPercent)} %, other processes ${fmt(r.machine.otherPercent)} %`,
+  ].join('\n')
+}
+
+function queriesReport(p: HistoryBenchResult, h: HistoryHttpResult | undefined): string {
+  const q = (f: { medianMs: number; buckets: number; peakKept: boolean }) => `${fmt(f.medianMs, 1)} ms, ${fmt(f.buckets)} buckets${f.peakKept ? '' : ', PEAK LOST'}`
+  const over = (f: (h: HistoryHttpResult) => string) => (h ? f(h) : 'failed')
+  const rows: [string, string, string][] = [
+    ['30 days at 1/s (2,592,000 points), maxPoints 1000', q(p.query30d), over((h) => q(h.query30d))],
+    ['24 h at 10 Hz (864,000 points), maxPoints 1000', q(p.query24h10Hz), over((h) => q(h.query24h10Hz))],
+    [`24 h at 10 Hz, default maxPoints (${fmt(p.query24h10HzDefault.maxPoints)})`, q(p.query24h10HzDefault), ''],
+    ['CSV export of 1,000,000 rows', `${fmt(p.export.rowsPerSec)} rows/s`, over((h) => `${fmt(h.export.rowsPerSec)} rows/s`)],
+    ['  memory growth while exporting', `${mb(p.export.rssGrowthBytes)} (this process)`, over((h) => `${mb(h.export.serverRssGrowthBytes)} RSS of the server`)],
+    [
+      '  of which',
+      '',
+      over((h) => `heap ${mb(h.export.serverHeap.peakBytes - h.export.serverHeap.beforeBytes)}, buffers ${mb(h.export.serverExternal.peakBytes - h.export.serverExternal.beforeBytes)}`),
+    ],
+    ['  server CPU while exporting', '', over((h) => `${fmt(h.export.serverCpuPercent)} % of one core`)],
+    ['database per million readings', mb(p.size.bytesPerMillionReadings), ''],
+  ]
+  const widths = [0, 1, 2].map((i) => Math.max(...rows.map((r) => r[i]!.length), ['', 'in process', 'over HTTP'][i]!.length))
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()
+  return [
+    `\nqueries and export, SQLite store (medians of ${p.query30d.runs}); filled with ${fmt(p.fill.readings)} readings at ${fmt(p.fill.rowsPerSec)} rows/s:`,
+    line(['', 'in process', 'over HTTP']),
+    ...rows.map(line),
+  ].join('\n')
+}
+
+function historyTargets(ingest: IngestResult | undefined, p: HistoryBenchResult | undefined, h: HistoryHttpResult | undefined): TargetLine[] {
+  const out: TargetLine[] = []
+  if (ingest) {
+    const hist = ingest.sqlite.history
+    const full = ingest.durationMs >= INGEST_TARGETS.durationMs
+    const kept = hist.readingsPerSec >= INGEST_TARGETS.readingsPerSec * 0.99 && hist.dropped === 0
+    out.push({
+      target: `${fmt(INGEST_TARGETS.readingsPerSec)} readings/s for ${INGEST_TARGETS.durationMs / 60_000} min`,
+      result: `${fmt(hist.readingsPerSec)} readings/s stored for ${fmt(ingest.durationMs / 1000)} s`,
+      met: kept && full ? true : !kept ? false : null,
+    })
+    out.push({
+      target: `CPU at most ${INGEST_TARGETS.cpuDifferencePoints} points of one core above --no-store`,
+      result: `${fmt(ingest.cpuDifference.median, 1)} points (medians: ${fmt(ingest.sqlite.cpu.median, 1)} % against ${fmt(ingest.memory.cpu.median, 1)} %)`,
+      met: ingest.cpuDifference.median <= INGEST_TARGETS.cpuDifferencePoints,
+    })
+    out.push({
+      target: 'the store queue never overflows',
+      result: `${fmt(hist.dropped)} dropped, queue at most ${fmt(hist.queueDepth.max)}`,
+      met: hist.dropped === INGEST_TARGETS.dropped,
+    })
+  }
+  // each query target is judged on every measurement there is: in process, and over HTTP when it ran
+  type Figure = { medianMs: number; buckets: number }
+  const both = (f: (r: { query30d: Figure; query24h10Hz: Figure }) => Figure) => [p, h].flatMap((r) => (r ? [f(r)] : []))
+  if (p || h) {
+    const where = (inProc: string | undefined, overHttp: string | undefined) =>
+      [inProc && `${inProc} in process`, overHttp && `${overHttp} over HTTP`].filter(Boolean).join(', ')
+    const q30 = both((r) => r.query30d)
+    const q24 = both((r) => r.query24h10Hz)
+    out.push({
+      target: `30 days in at most 1000 buckets within ${HISTORY_TARGETS.query30dMs} ms`,
+      result: `${where(p && `${fmt(p.query30d.medianMs, 1)} ms`, h && `${fmt(h.query30d.medianMs, 1)} ms`)}; ${fmt(Math.max(...q30.map((x) => x.buckets)))} buckets`,
+      met: q30.every((x) => x.medianMs <= HISTORY_TARGETS.query30dMs && x.buckets <= 1000),
+    })
+    out.push({
+      target: `24 h at 10 Hz within ${HISTORY_TARGETS.query24h10HzMs} ms`,
+      result: where(p && `${fmt(p.query24h10Hz.medianMs, 1)} ms`, h && `${fmt(h.query24h10Hz.medianMs, 1)} ms`),
+      met: q24.every((x) => x.medianMs <= HISTORY_TARGETS.query24h10HzMs),
+    })
+    const rates = [p?.export.rowsPerSec, h?.export.rowsPerSec].filter((x): x is number => x !== undefined)
+    out.push({
+      target: `CSV export at least ${fmt(HISTORY_TARGETS.exportRowsPerSec)} rows/s`,
+      result: where(p && `${fmt(p.export.rowsPerSec)} rows/s`, h && `${fmt(h.export.rowsPerSec)} rows/s`),
+      met: rates.every((r) => r >= HISTORY_TARGETS.exportRowsPerSec),
+    })
+    const growth = [p?.export.rssGrowthBytes, h?.export.serverRssGrowthBytes].filter((x): x is number => x !== undefined)
+    const mib = (bytes: number) => `${fmt(bytes / 2 ** 20, 1)} MiB`
+    out.push({
+      target: `memory growth while exporting 1 M rows at most ${HISTORY_TARGETS.exportRssGrowthBytes / 2 ** 20} MiB`,
+      result: where(p && mib(p.export.rssGrowthBytes), h && `${mib(h.export.serverRssGrowthBytes)} (the server's RSS)`),
+      met: growth.every((g) => g <= HISTORY_TARGETS.exportRssGrowthBytes),
+    })
+  }
+  return out
 }

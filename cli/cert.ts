@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
@@ -49,8 +49,10 @@ export const command: Command = {
       ],
     })
     mkdirSync(dir, { recursive: true })
+    // a mode applies only to a new file: with --force, one that was readable by all must not keep that mode for the new key
+    rmSync(keyFile, { force: true })
     writeFileSync(certFile, pems.cert, { mode: 0o644 })
-    writeFileSync(keyFile, pems.private, { mode: 0o600 })
+    writeFileSync(keyFile, pems.private, { mode: 0o600, flag: 'wx' })
     console.log(`wrote ${certFile} and ${keyFile}, valid ${days} days for ${names.join(', ')}
 Start with: pulseboard start --tls-cert ${certFile} --tls-key ${keyFile}`)
     return 0

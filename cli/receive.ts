@@ -52,7 +52,14 @@ export const command: Command = {
     socket.on('messages', (batch) => batch.forEach(print))
     socket.io.on('reconnect', () => console.error('pulseboard receive: reconnected'))
     socket.on('disconnect', (reason) => {
-      if (reason !== 'io client disconnect') console.error(`pulseboard receive: connection lost (${reason}); reconnecting`)
+      if (reason === 'io client disconnect') return
+      console.error(`pulseboard receive: connection lost (${reason}); reconnecting`)
+      // the server closed it on purpose (its access rules changed): socket.io leaves the reconnect to us
+      if (reason === 'io server disconnect') setTimeout(() => socket.connect(), 1000)
+    })
+    socket.on('connect_error', (err) => {
+      const code = (err as { data?: { code?: unknown } }).data?.code
+      if (typeof code === 'string') console.error(`pulseboard receive: refused: ${code}: ${err.message}`)
     })
 
     await new Promise<void>((resolve) => {

@@ -235,7 +235,7 @@ function banner(
   lines.push(
     '',
     'Point a device at the MQTT address above, or try:',
-    `  mosquitto_pub -h ${lan} -p ${mqttPort} -t devices/demo/telemetry -m '{"temperature":21.5}'`,
+    `  mosquitto_pub -h ${lan} -p ${mqttPort}${access.startsWith('open') ? '' : ' -u <device> -P <password>'} -t devices/demo/telemetry -m '{"temperature":21.5}'`,
     `  npx pulseboard simulate --devices 5${mqttPort === pulseboardDefaults.mqttPort ? '' : ` --url mqtt://localhost:${mqttPort}`}`,
     '',
     'Press Ctrl-C to stop.',
@@ -315,7 +315,7 @@ export const command: Command = {
       try {
         const fresh = readAccess()
         if (!fresh) return
-        app.access.reload(fresh)
+        app.reloadAccess(fresh)
         logger.info({ file: accessFile, why }, `access config reloaded: ${describeAccess(fresh, accessFile, app.access.enabled)}`)
       } catch (err) {
         logger.error(`${(err as Error).message}; keeping the access config read before`)

@@ -58,6 +58,8 @@ export const command: Command = {
     if (name in config.devices) throw new CliError(`${name} is a device in ${file}; choose another name`)
     const existed = name in config.users
     const password = await readPassword(values['password-stdin'] ?? false)
+    // the same floor as at a terminal: a script's password is no less guessable
+    if (password.length < 8) throw new CliError('the password must have at least 8 characters; nothing was changed')
     config.users[name] = { role, password: await hashSecret(password) }
     write(file, config)
     console.log(`${existed ? 'updated' : 'added'} user ${name} (${role}) in ${file}. ${PICKED_UP}`)

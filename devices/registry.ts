@@ -29,6 +29,8 @@ export const registryDefaults = {
 } satisfies Required<Omit<RegistryOptions, 'onLimit'>>
 
 const TOPICS_PER_DEVICE = 16
+/** Readings of one metric at most this far behind its last one are taken as the same burst, and spread out by a millisecond each. */
+const SAME_BURST_MS = 1000
 const TASMOTA_OUTPUT = /^POWER\d*$/
 const ACTUATOR = /^(relay|switch|power|light|led|lamp|plug|outlet|socket|fan|pump|valve|heater|output)[-_]?\d*$/i
 
@@ -380,6 +382,10 @@ export class Registry extends EventEmitter<RegistryEvents> {
       this.#onLimit('device_metrics', { device: device.state.id, metric: reading.metric.slice(0, 256) })
       return 'refused'
     }
+    // Readings are stamped as they arrive, to the millisecond, and a series keeps one reading per
+    // millisecond: two of a burst (or of a stalled event loop) would replace each other in the store.
+    // Each later one moves on by a millisecond; a device's own older timestamps are left alone.
+    if (previous && reading.ts <= previous.ts && previous.ts - reading.ts < SAME_BURST_MS) reading.ts = previous.ts + 1
     const label = device.labels.get(reading.metric)
     const binary = device.binary.has(reading.metric)
     // the common case, a new value of a known metric: updated in place, not a new object per reading

@@ -34,7 +34,12 @@ export async function identify(access: Access, { headers, address, token }: Pres
 
 /** A socket's handshake: who it is, or a refusal that reaches the client as `connect_error`. */
 export async function identifySocket(access: Access, handshake: { auth: LiveAuth; headers: IncomingHttpHeaders; address: string }): Promise<Principal> {
-  const principal = await identify(access, { headers: handshake.headers, address: handshake.address, token: handshake.auth.token })
+  // `auth` is whatever the client sent: a token that is not a string is refused here, not deep in a hash function
+  const token: unknown = handshake.auth.token
+  if (access.enabled && token !== undefined && typeof token !== 'string') {
+    throw new CodedError('E_NOT_AUTHENTICATED', `auth.token must be a string (pbt_<name>.<secret>), got ${Array.isArray(token) ? 'an array' : typeof token}`)
+  }
+  const principal = await identify(access, { headers: handshake.headers, address: handshake.address, token: token as string | undefined })
   // without users the server is open: its anonymous principal has no role, and the Policy allows everything
   if (access.enabled && !Access.rights(principal.role).read) {
     throw new CodedError('E_NOT_AUTHENTICATED', 'this server has users: log in to the dashboard, or pass a token (auth.token, --token or PULSEBOARD_TOKEN)')

@@ -95,6 +95,12 @@ export interface Pulseboard {
   listen(): Promise<{ mqttPort: number; port: number; mqttsPort?: number }>
   /** Reads the certificate and key files again (SIGHUP): new connections get them, open ones carry on. */
   reloadTls(): void
+  /**
+   * A changed access config: new checks use it at once, and every socket.io client is
+   * disconnected, so each reconnects (recovering what it missed) and is authenticated anew:
+   * a revoked token or a removed user does not keep a socket open.
+   */
+  reloadAccess(config: AccessConfig): void
   /** Logs and counts an error nothing else caught (the CLI's process-level handler calls it). */
   uncaught(err: unknown, origin: string): void
   /** Stops accepting, then closes in reverse order of creation. */
@@ -278,7 +284,13 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
     limitLog.close()
   }
 
-  return { broker, source, registry, store, bridge, http, access, listen, reloadTls, uncaught, close }
+  function reloadAccess(config: AccessConfig): void {
+    access.reload(config)
+    bridge.chat.disconnectSockets()
+    bridge.live.disconnectSockets()
+  }
+
+  return { broker, source, registry, store, bridge, http, access, listen, reloadTls, reloadAccess, uncaught, close }
 }
 
 function listenOn(server: net.Server, listener: 'mqtt' | 'mqtts' | 'http', port: number, host?: string): Promise<number> {

@@ -1,4 +1,5 @@
-import { describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it } from 'vitest'
+import { killAll, pulseboard } from '../helpers/process.ts'
 import { runScenario } from '../../bench/run.ts'
 import { runScale } from '../../bench/scale.ts'
 import { probePayload, readProbe } from '../../bench/probe.ts'
@@ -61,5 +62,26 @@ describe('bench runs', () => {
     const result = await runScale(target, kind, 100)
     expect(result).toMatchObject({ target, kind, connections: 100 })
     expect(result.connectMs).toBeGreaterThan(0)
+  })
+})
+
+describe('bench --scenario history options', () => {
+  afterEach(killAll)
+
+  it('is listed in --help', async () => {
+    const child = pulseboard(['bench', '--help'])
+    expect(await child.exited).toBe(0)
+    expect(child.stdout.values.join('\n')).toMatch(/history \(10,000 readings\/s/)
+  })
+
+  it.each([
+    [['--metrics', '0'], '--metrics must be a whole number from 1 to 64, got "0"'],
+    [['--only', 'export'], '--only must be ingest or queries, got "export"'],
+    [['--duration', '500ms'], '--duration must be at least 1s, got "500ms"'],
+    [['--rate', '0'], '--rate must be a whole number from 1 to 100000, got "0"'],
+  ])('%j: one line, exit 2, before starting anything', async (flags, message) => {
+    const child = pulseboard(['bench', '--scenario', 'history', ...flags])
+    expect(await child.exited).toBe(2)
+    expect(child.stderr.values[0]).toBe(`pulseboard bench: ${message}`)
   })
 })

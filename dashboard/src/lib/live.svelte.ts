@@ -13,6 +13,7 @@ import {
   type PublishRequest,
 } from './protocol.ts'
 import { series } from './series.svelte.ts'
+import { checkSession } from './session.svelte.ts'
 import { topicTree } from './topics.svelte.ts'
 
 type LiveSocket = Socket<LiveServerToClientEvents, LiveClientToServerEvents>
@@ -95,6 +96,8 @@ export function connectLive(): void {
   s.on('connect_error', (err) => {
     // refused by a handshake middleware: socket.io gives up; transport errors are retried
     if (s.active) return
+    // the session ended (logged out elsewhere, the user removed): back to the login page
+    if ((err as { data?: { code?: unknown } }).data?.code === 'E_NOT_AUTHENTICATED') void checkSession()
     connection.status = 'offline'
     connection.refused = true
     connection.reason = err.message
