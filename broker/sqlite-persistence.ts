@@ -35,7 +35,12 @@ const MemoryPersistence = createRequire(import.meta.url)('aedes-persistence/asyn
 /**
  * aedes' broker state kept in SQLite, so it survives a restart: retained
  * messages, the subscriptions of persistent sessions (clean: false), their
- * queues of QoS 1/2 messages, the QoS 2 messages awaiting PUBREL, and wills.
+ * queues of QoS 1/2 messages, and the QoS 2 messages awaiting PUBREL.
+ *
+ * Wills are kept in memory only. Every device sets one and sets it at each connect: writing
+ * each (up to a packet's size) would cost a write per connect, and a reconnect storm of a
+ * thousand devices a second of blocked event loop. A will matters after a crash only to tell
+ * that its client is gone, which every device is after a restart anyway.
  *
  * The in-memory persistence of aedes-persistence stays the working copy (its
  * subscription trie answers "who subscribed to this topic" at every publish);
@@ -71,7 +76,6 @@ export class SqlitePersistence implements AsyncPersistence {
       CREATE TABLE IF NOT EXISTS mqtt_outgoing (seq INTEGER PRIMARY KEY AUTOINCREMENT, client_id TEXT NOT NULL, broker_id TEXT, broker_counter INTEGER, message_id INTEGER, packet TEXT NOT NULL);
       CREATE INDEX IF NOT EXISTS mqtt_outgoing_client ON mqtt_outgoing (client_id, seq);
       CREATE TABLE IF NOT EXISTS mqtt_incoming (client_id TEXT NOT NULL, message_id INTEGER NOT NULL, packet TEXT NOT NULL, PRIMARY KEY (client_id, message_id));
-      CREATE TABLE IF NOT EXISTS mqtt_wills (client_id TEXT PRIMARY KEY, packet TEXT NOT NULL);
     `)
     return {
       putRetained: db.prepare('INSERT OR REPLACE INTO mqtt_retained (topic, packet) VALUES (?, ?)'),
@@ -92,9 +96,6 @@ export class SqlitePersistence implements AsyncPersistence {
       delIncoming: db.prepare('DELETE FROM mqtt_incoming WHERE client_id = ? AND message_id = ?'),
       cleanIncoming: db.prepare('DELETE FROM mqtt_incoming WHERE client_id = ?'),
       allIncoming: db.prepare('SELECT client_id, packet FROM mqtt_incoming'),
-      putWill: db.prepare('INSERT OR REPLACE INTO mqtt_wills (client_id, packet) VALUES (?, ?)'),
-      delWill: db.prepare('DELETE FROM mqtt_wills WHERE client_id = ?'),
-      allWills: db.prepare('SELECT client_id, packet FROM mqtt_wills'),
     }
   }
 
@@ -115,7 +116,6 @@ export class SqlitePersistence implements AsyncPersistence {
         subs: s.allSubs.all() as { client_id: string; topic: string; options: string }[],
         outgoing: s.allOutgoing.all() as { client_id: string; message_id: number | null; packet: string }[],
         incoming: s.allIncoming.all() as { client_id: string; packet: string }[],
-        wills: s.allWills.all() as { client_id: string; packet: string }[],
       }
     } catch (err) {
       throw new PersistenceOpenError(this.#db.name ?? 'the database', err)
@@ -152,11 +152,6 @@ export class SqlitePersistence implements AsyncPersistence {
     for (const row of rows.incoming) {
       const packet = parse(row.packet, revive)
       if (packet) await this.#inner.incomingStorePacket({ id: row.client_id }, packet)
-    }
-    // wills keep the id of the broker that took them: aedes publishes those of brokers that are gone
-    for (const row of rows.wills) {
-      const packet = parse(row.packet, revive)
-      if (packet) this.#wills.set(row.client_id, packet)
     }
   }
 
@@ -267,7 +262,6 @@ export class SqlitePersistence implements AsyncPersistence {
     will.brokerId = this.#broker?.id ?? packet.brokerId
     will.clientId = client.id
     this.#wills.set(client.id, will)
-    this.#write(() => this.#sql.putWill.run(client.id, serialize(will)))
   }
 
   async getWill(client: ClientRef): Promise<Packet | undefined> {
@@ -277,7 +271,6 @@ export class SqlitePersistence implements AsyncPersistence {
   async delWill(client: ClientRef): Promise<Packet | undefined> {
     const will = this.#wills.get(client.id)
     this.#wills.delete(client.id)
-    if (will) this.#write(() => this.#sql.delWill.run(client.id))
     return will
   }
 
