@@ -2,14 +2,14 @@ import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, write
 import path from 'node:path'
 import { z } from 'zod'
 import { filterError } from '../protocol/topics.ts'
-import type { Role } from '../protocol/access.ts'
+import { ROLES, type Role } from '../protocol/access.ts'
 import { HASH_PATTERN } from './secrets.ts'
 
 /** User names, device ids and token names: they fill `%u` in ACL patterns, so no `/`, `+` or `#`. */
 export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
 const name = z.string().regex(NAME_PATTERN, 'must be 1 to 64 letters, digits, ".", "_" or "-", starting with a letter or digit')
 const hash = z.string().regex(HASH_PATTERN, 'must be a hash written by pulseboard (scrypt$...), never a password in clear')
-const role = z.enum(['admin', 'operator', 'viewer', 'device'])
+const role = z.enum(ROLES)
 const rule = z
   .object({
     access: z.enum(['read', 'write', 'readwrite']),

@@ -1,4 +1,4 @@
-import os from 'node:os'
+import { lanAddresses } from './hosts.ts'
 import { hashSecret, newSecret } from '../auth/secrets.ts'
 import { NAME_PATTERN } from '../auth/config.ts'
 import { CliError, UsageError, integer, parse, type Command } from './args.ts'
@@ -21,13 +21,6 @@ Options:
       --port <port>    its MQTT port (default 1883)
       --config <file>  the config file (env PULSEBOARD_CONFIG, default ./pulseboard.json)
   -h, --help           show this help`
-
-function lanAddress(): string {
-  for (const list of Object.values(os.networkInterfaces())) {
-    for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address
-  }
-  return 'localhost'
-}
 
 export const command: Command = {
   usage,
@@ -54,7 +47,7 @@ export const command: Command = {
       return 0
     }
     if (id in config.users) throw new CliError(`${id} is a user in ${file}; choose another id`)
-    const host = values.host ?? lanAddress()
+    const host = values.host ?? lanAddresses()[0] ?? 'localhost'
     const port = integer(values.port ?? '1883', '--port', 1, 65535)
     const password = newSecret(18)
     const existed = id in config.devices

@@ -1,4 +1,3 @@
-import os from 'node:os'
 import { existsSync, unwatchFile, watchFile } from 'node:fs'
 import path from 'node:path'
 import { pino, type Logger } from 'pino'
@@ -11,6 +10,7 @@ import { MQTT_WS_PATH } from '../server/http.ts'
 import { topicError } from '../protocol/index.ts'
 import { parseDuration } from '../simulators/duration.ts'
 import { CliError, UsageError, parse, parseBytes, type Command } from './args.ts'
+import { lanAddresses } from './hosts.ts'
 import { LIMIT_FLAGS, envOf, formatLimit, memoryBudget, type LimitValues } from './limits.ts'
 import { version } from '../server/package.ts'
 
@@ -194,11 +194,7 @@ async function createLogger(level: string): Promise<Logger> {
 /** Addresses a device on the LAN can use, or the one address we are bound to. */
 function reachableHosts(host: string | undefined): string[] {
   if (host && host !== '0.0.0.0' && host !== '::') return [host]
-  const lan = Object.values(os.networkInterfaces())
-    .flat()
-    .filter((i) => i && i.family === 'IPv4' && !i.internal)
-    .map((i) => i!.address)
-  return ['localhost', ...lan]
+  return ['localhost', ...lanAddresses()]
 }
 
 /** "2 users, 3 devices, 1 token (/etc/pulseboard.json)", or that it is open. */

@@ -2,10 +2,12 @@ import { randomBytes } from 'node:crypto'
 import { hashSecret, newSecret } from '../auth/secrets.ts'
 import { NAME_PATTERN } from '../auth/config.ts'
 import { TOKEN_PREFIX } from '../auth/access.ts'
+import { ROLES } from '../protocol/access.ts'
 import { CliError, UsageError, parse, type Command } from './args.ts'
 import { PICKED_UP, configPath, readForChange, write } from './config-file.ts'
 
-const ROLES = ['admin', 'operator', 'viewer'] as const
+/** A token is for the API and the CLIs: the device role is MQTT only. */
+const TOKEN_ROLES = ROLES.filter((r) => r !== 'device')
 
 const usage = `Usage: pulseboard tokens create --role <role> [--name <name>]
        pulseboard tokens revoke <name>
@@ -48,8 +50,8 @@ export const command: Command = {
     }
     if (action !== 'create') throw new UsageError('say create, revoke or list', true)
     if (name !== undefined) throw new UsageError('give the name with --name')
-    const role = values.role as (typeof ROLES)[number] | undefined
-    if (role === undefined || !ROLES.includes(role)) throw new UsageError(`--role must be one of ${ROLES.join(', ')}`)
+    const role = TOKEN_ROLES.find((r) => r === values.role)
+    if (role === undefined) throw new UsageError(`--role must be one of ${TOKEN_ROLES.join(', ')}`)
     const tokenName = values.name ?? `token-${randomBytes(3).toString('hex')}`
     if (!NAME_PATTERN.test(tokenName)) throw new UsageError(`--name: 1 to 64 letters, digits, ".", "_" or "-"`)
     if (tokenName in config.tokens) throw new CliError(`${file} already has a token ${tokenName}; revoke it first or choose another --name`)

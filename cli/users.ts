@@ -1,10 +1,9 @@
 import { hashSecret } from '../auth/secrets.ts'
 import { NAME_PATTERN } from '../auth/config.ts'
+import { ROLES, type Role } from '../protocol/access.ts'
 import { CliError, UsageError, parse, type Command } from './args.ts'
 import { PICKED_UP, configPath, readForChange, readPassword, write } from './config-file.ts'
 
-const ROLES = ['admin', 'operator', 'viewer', 'device'] as const
-type Role = (typeof ROLES)[number]
 
 const usage = `Usage: pulseboard users add <name> [--role <role>] [--password-stdin]
        pulseboard users remove <name>

@@ -6,7 +6,8 @@
  */
 
 /** What a principal may do: the device role is MQTT only; viewers read, operators also send, admins manage. */
-export type Role = 'admin' | 'operator' | 'viewer' | 'device'
+export const ROLES = ['admin', 'operator', 'viewer', 'device'] as const
+export type Role = (typeof ROLES)[number]
 
 export interface Principal {
   /** How it was identified: no credentials, a user's password or session, a device credential, an API token. */

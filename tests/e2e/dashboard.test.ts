@@ -6,6 +6,7 @@ import { launchChromium } from '../../bench/browser.ts'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { createFleet, type Fleet } from '../../simulators/fleet.ts'
 import { mqttMessages, startStack, type Stack } from '../helpers/stack.ts'
+import { waitForPoints, type View } from './page.ts'
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url))
 const dashboardDir = fileURLToPath(new URL('../../dist/dashboard', import.meta.url))
@@ -57,12 +58,6 @@ afterEach(async () => {
   expect(cspViolations, 'what the Content-Security-Policy blocked').toEqual([])
 })
 
-interface View {
-  width?: number
-  height?: number
-  colorScheme?: 'light' | 'dark'
-}
-
 /** A new browser context (fresh storage) on the dashboard, at `hash`. */
 async function open(hash = '#/', view: View = {}): Promise<Page> {
   await context?.close()
@@ -93,23 +88,6 @@ async function open(hash = '#/', view: View = {}): Promise<Page> {
 async function chartPoints(page: Page): Promise<Record<string, number[]>> {
   const json = await page.locator('canvas[data-testid=time-chart]').first().getAttribute('data-points')
   return JSON.parse(json ?? '{}') as Record<string, number[]>
-}
-
-/** Waits until the chart holds at least `n` points of `metric`. */
-async function waitForPoints(page: Page, metric: string, n: number, timeout = 10_000): Promise<void> {
-  await page
-    .waitForFunction(
-      ([m, count]) => {
-        const canvas = document.querySelector<HTMLCanvasElement>('canvas[data-testid=time-chart]')
-        const counts = JSON.parse(canvas?.dataset['counts'] ?? '{}') as Record<string, number>
-        return (counts[m as string] ?? 0) >= (count as number)
-      },
-      [metric, n] as const,
-      { timeout },
-    )
-    .catch((err: Error) => {
-      throw new Error(`expected the chart to hold ${n} points of "${metric}": ${err.message}`)
-    })
 }
 
 const card = (page: Page, id: string) => page.locator(`[data-testid=device-card][data-device=${JSON.stringify(id)}]`)
