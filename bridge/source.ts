@@ -1,4 +1,6 @@
 import type { Principal } from '../protocol/access.ts'
+import type { MessageProperties } from '../protocol/envelope.ts'
+import type { BrokerStatus } from '../protocol/health.ts'
 
 /** One MQTT message as the rest of Pulseboard sees it, whichever broker carried it. */
 export interface Message {
@@ -12,6 +14,13 @@ export interface Message {
   from: { kind: 'mqtt'; clientId?: string } | { kind: 'socket'; socketId: string }
   /** This node received it from its publisher, rather than from another node: it is stored here. */
   local: boolean
+  /** MQTT 5 properties, when the broker speaks MQTT 5 and the publisher set any. */
+  properties?: MessageProperties
+  /**
+   * A retained message the broker sent because Pulseboard subscribed (at start, or after a
+   * reconnect): what a device said before, not a publish now. Only the registry learns from it.
+   */
+  replay?: boolean
 }
 
 /** What a socket client publishes. */
@@ -21,6 +30,8 @@ export interface OutgoingMessage {
   qos: 0 | 1 | 2
   retain: boolean
   socketId: string
+  /** MQTT 5 properties; a source speaking 3.1.1 refuses a message with any (`E_MQTT5_REQUIRED`). */
+  properties?: MessageProperties
 }
 
 /** What the source knows of its clients' connections. A broker that says nothing of them sends none. */
@@ -56,4 +67,16 @@ export interface MessageSource {
   onPresence(handler: (event: PresenceEvent) => void): () => void
   /** The retained messages held now; the registry starts from them. */
   retained(): AsyncIterable<Message>
+  /** Which broker, and whether it is connected now. */
+  status(): BrokerStatus
+  /** Told of each change of `status()` (an external broker lost, or back). */
+  onStatus(handler: (status: BrokerStatus) => void): () => void
+  /**
+   * Publishes an MQTT 5 request (a response topic and correlation data are added) and resolves
+   * with the first answer, or rejects with E_DEVICE_TIMEOUT; absent where the broker cannot carry
+   * them (MQTT 3.1.1).
+   */
+  request?(message: OutgoingMessage, principal: Principal, timeoutMs: number): Promise<Message>
+  /** Messages counted in and out since start, for health and metrics. */
+  readonly stats: { messagesIn: number; messagesOut: number }
 }

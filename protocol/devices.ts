@@ -37,6 +37,11 @@ export interface DeviceState {
   metrics: Record<string, MetricState>
   /** Commands the firmware announced, by name (a switch, a settable property). */
   commands: string[]
+  /**
+   * It published with MQTT 5 properties (through an external broker): commands go to it as
+   * requests, with a response topic and correlation data, and their acknowledgement waits for its answer.
+   */
+  mqtt5?: true
   /** The MQTT client id it publishes through, while connected. */
   clientId?: string
   /** Topics it published on, most recent first (bounded). */

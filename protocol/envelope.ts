@@ -3,6 +3,41 @@ import { z } from 'zod'
 /** How a payload is carried as a string: UTF-8 text as is, anything else as base64. */
 export type PayloadEncoding = 'base64'
 
+/**
+ * The MQTT 5 properties of a message, as `/live` clients see them (absent under MQTT 3.1.1).
+ * Only an external MQTT 5 broker (`--broker`) carries them; the embedded one speaks 3.1.1.
+ */
+export interface MessageProperties {
+  /** Name and value pairs; a name sent more than once has its values in order. */
+  userProperties?: Record<string, string | string[]>
+  /** MIME type of the payload, e.g. `application/json`. */
+  contentType?: string
+  /** `true`: the publisher says the payload is UTF-8 text (payload format indicator 1). */
+  payloadFormatIndicator?: boolean
+  /** Where the publisher wants an answer. */
+  responseTopic?: string
+  /** Base64; sent back with the answer so the requester can match it. */
+  correlationData?: string
+  /** Seconds the message stays valid; the broker drops it for subscribers who are away longer. */
+  messageExpiryInterval?: number
+}
+
+/** Bounds keep a property set within one packet and a log row. */
+const PROPERTY_TEXT = z.string().max(4096)
+export const MessagePropertiesSchema = z
+  .object({
+    userProperties: z
+      .record(PROPERTY_TEXT, z.union([PROPERTY_TEXT, z.array(PROPERTY_TEXT).max(32)]))
+      .refine((props) => Object.keys(props).length <= 64, 'at most 64 user properties')
+      .optional(),
+    contentType: PROPERTY_TEXT.optional(),
+    payloadFormatIndicator: z.boolean().optional(),
+    responseTopic: PROPERTY_TEXT.optional(),
+    correlationData: z.base64().max(4096).optional(),
+    messageExpiryInterval: z.number().int().min(0).max(0xffffffff).optional(),
+  })
+  .strict()
+
 /** One message as `/live` clients see it, whichever side published it. */
 export interface Envelope {
   topic: string
@@ -16,6 +51,8 @@ export interface Envelope {
   qos: 0 | 1 | 2
   retain: boolean
   encoding?: PayloadEncoding
+  /** Its MQTT 5 properties, when it had any. */
+  properties?: MessageProperties
 }
 
 /** What a `/live` client emits as `message` to publish to MQTT. */
@@ -26,6 +63,8 @@ export const PublishRequestSchema = z
     qos: z.union([z.literal(0), z.literal(1), z.literal(2)]).default(0),
     retain: z.boolean().default(false),
     encoding: z.literal('base64').optional(),
+    /** MQTT 5 properties; only an MQTT 5 broker (`--broker`) carries them, the embedded one refuses them. */
+    properties: MessagePropertiesSchema.optional(),
   })
   .strict()
 

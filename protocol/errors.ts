@@ -37,6 +37,12 @@ export const ERRORS = {
   E_LIMIT_REACHED: { status: 503 },
   /** The broker refused or failed the publish. */
   E_PUBLISH_FAILED: { status: 502 },
+  /** The message has MQTT 5 properties, and the broker speaks MQTT 3.1.1 (the embedded one always does). */
+  E_MQTT5_REQUIRED: { status: 400 },
+  /** The external broker (`--broker`) is not connected now; Pulseboard is reconnecting. */
+  E_BROKER_UNAVAILABLE: { status: 503 },
+  /** The device did not answer a command sent as an MQTT 5 request in time. */
+  E_DEVICE_TIMEOUT: { status: 504 },
   /** Something failed inside the server; its log has the details. */
   E_INTERNAL: { status: 500 },
   /** Made by a client, never sent: it is not connected to the server. */

@@ -1,7 +1,16 @@
 import type { Ack } from './errors.ts'
 import type { Envelope, PublishRequest, SubscribeRequest } from './envelope.ts'
+import type { BrokerStatus } from './health.ts'
 import type { CommandRequest, DeviceState } from './devices.ts'
 import type { Reading } from './readings.ts'
+
+/** What a command's acknowledgement carries. */
+export interface CommandResult {
+  topic: string
+  payload: string
+  /** The device's answer, when the command went as an MQTT 5 request. */
+  reply?: Pick<Envelope, 'topic' | 'payload' | 'encoding' | 'properties' | 'ts'>
+}
 
 /** The structured namespace; `/` keeps the seed's one-string protocol. */
 export const LIVE_NAMESPACE = '/live'
@@ -34,6 +43,8 @@ export interface LiveServerToClientEvents {
   device: (changed: DeviceState[]) => void
   /** Readings since the last batch, at most every 100 ms. */
   readings: (batch: Reading[]) => void
+  /** Where messages come from, on connect and whenever it connects or disconnects (an external broker's outage). */
+  broker: (status: BrokerStatus) => void
   /** A device was forgotten (by a user, or to stay within `--max-devices`); it is new if it reports again. */
   forget: (id: string) => void
 }
@@ -43,6 +54,10 @@ export interface LiveClientToServerEvents {
   message: (message: PublishRequest | string, ack?: (ack: Ack) => void) => void
   /** Replace this client's topic filters; the default is `#` (everything but `$SYS`). */
   subscribe: (filters: SubscribeRequest, ack?: (ack: Ack<{ filters: string[] }>) => void) => void
-  /** Sends a command where the device's firmware listens; the ack says where it went. */
-  command: (command: CommandRequest, ack?: (ack: Ack<{ topic: string; payload: string }>) => void) => void
+  /**
+   * Sends a command where the device's firmware listens; the ack says where it went. To an MQTT 5
+   * device (`DeviceState.mqtt5`) it goes as a request, and the ack waits for its `reply`, or fails
+   * with `E_DEVICE_TIMEOUT`.
+   */
+  command: (command: CommandRequest, ack?: (ack: Ack<CommandResult>) => void) => void
 }

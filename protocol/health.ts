@@ -1,12 +1,30 @@
 import type { LimitName } from './limits.ts'
 
+/** Where MQTT messages come from: the embedded broker, or the one `--broker` names, and whether it is connected. */
+export interface BrokerStatus {
+  mode: 'embedded' | 'external'
+  /** The external broker, without credentials: `mqtt://host:1883`. */
+  url?: string
+  connected: boolean
+  /** The MQTT version spoken with it: 4 is 3.1.1. */
+  protocolVersion: 4 | 5
+  /** Epoch ms when `connected` last changed (for the embedded broker: when it started). */
+  since: number
+  /** Why it is not connected (the last error), while it is not. */
+  error?: string
+}
+
 /** `GET /api/health`. Once the server has users, a request without a session or token gets `{ status }` only. */
 export interface HealthReport {
   status: 'ok'
   /** Seconds since the server started. */
   uptime: number
-  /** `port` is the MQTT over TCP port devices connect to. */
-  mqtt: { port: number; clients: number; messagesIn: number; messagesOut: number; deniedPublishes: number }
+  broker: BrokerStatus
+  /**
+   * `port` is the MQTT over TCP port devices connect to, and `clients` how many are connected;
+   * both are null with an external broker, where devices connect to it and not to Pulseboard.
+   */
+  mqtt: { port: number | null; clients: number | null; messagesIn: number; messagesOut: number; deniedPublishes: number }
   sockets: { chat: number; live: number }
   /** Bridge and fan-out counters, by name (see docs/protocol.md). */
   bridge: Record<string, number>
