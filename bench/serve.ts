@@ -70,7 +70,8 @@ try {
       // the bench measures capacity: the connection bounds of docs/limits.md must not be what it finds
       const { createPulseboard } = await import('../server/pulseboard.ts')
       const app = await createPulseboard({ mqttPort: 0, port: 0, host: HOST, ...CAPACITY })
-      ports = await app.listen()
+      const listening = await app.listen()
+      ports = { mqttPort: listening.mqttPort!, port: listening.port }
       break
     }
     case 'naive': {

@@ -13,11 +13,13 @@ import {
   fail,
   filterError,
   topicError,
+  REPLY_TOPIC_PREFIX,
   type Ack,
   type DeviceState,
   type Envelope,
   type ErrorCode,
   type LiveAuth,
+  type MessageProperties,
   type Policy,
   type Principal,
 } from '../protocol/index.ts'
@@ -34,6 +36,8 @@ export interface BridgeOptions {
   fanout?: FanoutOptions
   /** How often a device whose only change is new values is sent again; `readings` carry each value sooner. @default 1000 */
   valueUpdateIntervalMs?: number
+  /** How long a command sent as an MQTT 5 request waits for the device's answer. @default 5000 */
+  commandTimeoutMs?: number
   logger?: Logger
   onLimit?: OnLimit
 }
@@ -53,7 +57,7 @@ export interface BridgeParts {
   record?: (envelope: Envelope) => void
 }
 
-export const bridgeDefaults = { chatTopic: 'messages', valueUpdateIntervalMs: 1000 }
+export const bridgeDefaults = { chatTopic: 'messages', valueUpdateIntervalMs: 1000, commandTimeoutMs: 5000 }
 
 export interface BridgeStats {
   /** Messages from socket clients published to MQTT. */
@@ -89,6 +93,7 @@ export function createBridge(parts: BridgeParts, opts: BridgeOptions = {}): Brid
   const identify = parts.identify ?? (async () => ANONYMOUS)
   const chatTopic = opts.chatTopic ?? bridgeDefaults.chatTopic
   const valueUpdateIntervalMs = opts.valueUpdateIntervalMs ?? bridgeDefaults.valueUpdateIntervalMs
+  const commandTimeoutMs = opts.commandTimeoutMs ?? bridgeDefaults.commandTimeoutMs
   const log = opts.logger
   const onLimit = opts.onLimit ?? (() => {})
   const chat: ChatNamespace = io.of('/')
@@ -98,6 +103,8 @@ export function createBridge(parts: BridgeParts, opts: BridgeOptions = {}): Brid
   const { maxPacketSize, maxTopicLength } = source.limits
 
   function onMessage(message: Message): void {
+    // what a device said before, sent again because we subscribed: the registry's, not news
+    if (message.replay) return learn(message)
     const envelope = toEnvelope(message)
     fanout.send(envelope)
     learnFrom(envelope)
@@ -105,10 +112,13 @@ export function createBridge(parts: BridgeParts, opts: BridgeOptions = {}): Brid
   }
 
   function learnFrom(envelope: Envelope): void {
-    // chat is people talking, not a device reporting; `$` topics are the broker's
-    if (envelope.topic !== chatTopic && !envelope.topic.startsWith('$')) registry.ingest(envelope)
+    if (isDeviceTopic(envelope.topic)) registry.ingest(envelope)
   }
+  // chat is people talking, answers to commands are Pulseboard's, and `$` topics are the broker's
+  const isDeviceTopic = (topic: string) => topic !== chatTopic && !topic.startsWith('$') && !topic.startsWith(REPLY_TOPIC_PREFIX)
   const unsubscribe = [source.subscribe('#', onMessage), source.subscribe('$SYS/#', onMessage)]
+  // an external broker's outage is shown, not hidden: every dashboard hears of it at once
+  const stopStatus = source.onStatus((status) => live.emit('broker', status))
   const stopPresence = source.onPresence((event) => {
     if (event.type === 'connect') {
       registry.clientConnected(event.clientId, event.will && { topic: event.will.topic, payload: encodePayload(event.will.payload).payload })
@@ -151,7 +161,7 @@ export function createBridge(parts: BridgeParts, opts: BridgeOptions = {}): Brid
   /** Publishes one socket client's message through the source; the subscription shows it to socket clients. */
   function publish(
     socket: { id: string; data: { principal: Principal } },
-    msg: { topic: string; payload: Buffer; qos: 0 | 1 | 2; retain: boolean },
+    msg: { topic: string; payload: Buffer; qos: 0 | 1 | 2; retain: boolean; properties?: MessageProperties },
     ack: AckFn,
   ): void {
     // fixed header (≤5) + topic length (2) + topic + packet id (2) must fit [MQTT-2.2.3]
@@ -241,6 +251,7 @@ export function createBridge(parts: BridgeParts, opts: BridgeOptions = {}): Brid
     socket.on('disconnect', (reason) => log?.info({ socketId: socket.id, reason }, `socket client disconnected from ${LIVE_NAMESPACE}`))
     fanout.addLiveClient(socket)
     const { principal } = socket.data
+    socket.emit('broker', source.status())
     if (socket.data.devices) socket.emit('devices', registry.list().filter((d) => policy.canSeeDevice(principal, d.id)))
 
     socket.on('message', (message: unknown, ack: unknown) => {
@@ -254,10 +265,10 @@ export function createBridge(parts: BridgeParts, opts: BridgeOptions = {}): Brid
           `message must be a string or { topic, payload, qos?, retain?, encoding? }: ${parsed.error.issues[0]?.message ?? 'invalid'}`,
         )
       }
-      const { topic, payload, qos, retain, encoding } = parsed.data
-      const problem = topicError(topic) ?? lengthError(topic, maxTopicLength)
+      const { topic, payload, qos, retain, encoding, properties } = parsed.data
+      const problem = topicError(topic) ?? lengthError(topic, maxTopicLength) ?? (properties?.responseTopic !== undefined ? topicError(properties.responseTopic) : null)
       if (problem) return reject(reply, ErrorCodes.E_INVALID_TOPIC, `invalid topic: ${problem}`)
-      publish(socket, { topic, payload: decodePayload(payload, encoding), qos, retain }, reply)
+      publish(socket, { topic, payload: decodePayload(payload, encoding), qos, retain, ...(properties && { properties }) }, reply)
     })
 
     socket.on('command', (request: unknown, ack: unknown) => {
@@ -274,6 +285,18 @@ export function createBridge(parts: BridgeParts, opts: BridgeOptions = {}): Brid
         return reject(reply, ErrorCodes.E_NOT_AUTHORIZED, `${principal.name} may not send commands to ${device}`)
       }
       const { topic, payload } = command
+      // an MQTT 5 device answers a request: the acknowledgement waits for what it said
+      if (registry.get(device)?.mqtt5 && source.request) {
+        const outgoing = { topic, payload: Buffer.from(payload), qos: 1 as const, retain: false, socketId: socket.id }
+        return void source.request(outgoing, principal, commandTimeoutMs).then(
+          (answer: Message) => {
+            stats.socketMessagesIn++
+            const { topic: replyTopic, payload: replyPayload, encoding, properties, ts } = toEnvelope(answer)
+            reply({ ok: true, topic, payload, reply: { topic: replyTopic, payload: replyPayload, ts, ...(encoding && { encoding }), ...(properties && { properties }) } })
+          },
+          (err: Error) => reject(reply, err instanceof CodedError ? err.code : 'E_PUBLISH_FAILED', `${device}: ${err.message}`),
+        )
+      }
       publish(socket, { topic, payload: Buffer.from(payload), qos: 1, retain: false }, (result) =>
         reply(result.ok ? { ok: true, topic, payload } : result),
       )
@@ -292,6 +315,7 @@ export function createBridge(parts: BridgeParts, opts: BridgeOptions = {}): Brid
   async function close(): Promise<void> {
     for (const stop of unsubscribe) stop()
     stopPresence()
+    stopStatus()
     registry.off('update', onUpdate)
     registry.off('forget', onForget)
     if (valueTimer) clearTimeout(valueTimer)
@@ -299,9 +323,9 @@ export function createBridge(parts: BridgeParts, opts: BridgeOptions = {}): Brid
   }
 
   // a retained message read at start tells what a device announced, not that it spoke now
-  const learn = (message: Message) => {
+  function learn(message: Message): void {
     const envelope = toEnvelope(message)
-    if (envelope.topic !== chatTopic && !envelope.topic.startsWith('$')) registry.ingest(envelope, { replay: true })
+    if (isDeviceTopic(envelope.topic)) registry.ingest(envelope, { replay: true })
   }
   return { stats, fanout, registry, learn, chat, live, close }
 }
@@ -315,6 +339,7 @@ function toEnvelope(message: Message): Envelope {
     source: message.from.kind,
     qos: message.qos,
     retain: message.retain,
+    ...(message.properties && { properties: message.properties }),
   }
   const clientId = message.from.kind === 'socket' ? message.from.socketId : message.from.clientId
   if (clientId !== undefined) envelope.clientId = clientId

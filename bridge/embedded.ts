@@ -1,6 +1,7 @@
 import { CodedError } from '../protocol/errors.ts'
 import type { Policy, Principal } from '../protocol/access.ts'
 import type { Broker, BrokerMessage } from '../broker/broker.ts'
+import type { BrokerStatus } from '../protocol/health.ts'
 import type { Message, MessageSource, OutgoingMessage, PresenceEvent } from './source.ts'
 
 /** Marks what a socket client published, so it comes back as the socket's and not as an MQTT client's. */
@@ -20,8 +21,13 @@ export function embeddedSource(broker: Broker, policy: Policy): MessageSource {
     local: m.local,
   })
 
+  const status: BrokerStatus = { mode: 'embedded', connected: true, protocolVersion: 4, since: Date.now() }
   return {
     description: 'embedded broker (MQTT 3.1.1)',
+    stats: broker.stats,
+    status: () => status,
+    // the embedded broker is this process: it is never lost
+    onStatus: () => () => {},
     limits: { maxPacketSize: broker.limits.maxPacketSize, maxTopicLength: broker.limits.maxTopicLength },
 
     subscribe(filter, handler) {
@@ -36,9 +42,12 @@ export function embeddedSource(broker: Broker, policy: Policy): MessageSource {
       if (!policy.canPublish(principal, message.topic)) {
         throw new CodedError('E_NOT_AUTHORIZED', `${principal.name} may not publish to ${message.topic}`)
       }
-      const { socketId, ...packet } = message
+      if (message.properties) {
+        throw new CodedError('E_MQTT5_REQUIRED', 'the embedded broker speaks MQTT 3.1.1, which has no message properties; run Pulseboard on an MQTT 5 broker with --broker (docs/devices.md)')
+      }
+      const { topic, payload, qos, retain, socketId } = message
       try {
-        await broker.publish(packet, SOCKET_ORIGIN + socketId)
+        await broker.publish({ topic, payload, qos, retain }, SOCKET_ORIGIN + socketId)
       } catch (err) {
         throw new CodedError('E_PUBLISH_FAILED', (err as Error).message)
       }

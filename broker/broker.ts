@@ -297,8 +297,18 @@ export async function createBroker(opts: BrokerOptions = {}): Promise<Broker> {
     routing = Math.max(0, routing - 1)
     stats.messagesIn++
   })
-  const onClientError = (client: Client, err: Error) => {
+  // an MQTT 5 device is told why in the log, once per 10 s: its own error says only "unacceptable protocol version"
+  let versionLoggedAt = 0
+  const onClientError = (client: Client, err: Error & { errorCode?: number }) => {
     stats.clientErrors++
+    if (err.errorCode === 1 && Date.now() - versionLoggedAt >= 10_000) {
+      versionLoggedAt = Date.now()
+      log?.warn(
+        { clientId: client.id },
+        `an MQTT 5 client (${client.id || 'no id'}) was refused: the embedded broker speaks MQTT 3.1.1 only. Connect it with MQTT 3.1.1, or run Pulseboard on Mosquitto 2 with --broker (docs/devices.md)`,
+      )
+      return
+    }
     log?.debug({ clientId: client.id, err: err.message }, 'mqtt client error; connection closed')
   }
   aedes.on('clientError', onClientError)

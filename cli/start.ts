@@ -1,4 +1,4 @@
-import { existsSync, unwatchFile, watchFile } from 'node:fs'
+import { existsSync, readFileSync, unwatchFile, watchFile } from 'node:fs'
 import path from 'node:path'
 import { pino, type Logger } from 'pino'
 import { z } from 'zod'
@@ -7,7 +7,8 @@ import { StoreOpenError } from '../store/sqlite.ts'
 import { ConfigError, loadConfig, type AccessConfig } from '../auth/config.ts'
 import { bridgeDefaults } from '../bridge/bridge.ts'
 import { MQTT_WS_PATH } from '../server/http.ts'
-import { topicError } from '../protocol/index.ts'
+import { filterError, topicError } from '../protocol/index.ts'
+import { BrokerConnectError, type ExternalBrokerOptions } from '../bridge/external.ts'
 import { parseDuration } from '../simulators/duration.ts'
 import { CliError, UsageError, parse, parseBytes, type Command } from './args.ts'
 import { lanAddresses } from './hosts.ts'
@@ -21,7 +22,8 @@ const limitLines = LIMIT_FLAGS.map((l) => {
 
 const usage = `Usage: pulseboard start [options]
 
-Starts the MQTT broker, the socket.io bridge and the dashboard.
+Starts the MQTT broker, the socket.io bridge and the dashboard. With --broker,
+runs on a broker you already have (Mosquitto, EMQX, HiveMQ) instead of its own.
 
 Options:
   -p, --port <n>           HTTP port: dashboard, API, socket.io, MQTT over WebSocket
@@ -45,6 +47,27 @@ Options:
                            --mqtts-port (env TLS_CERT); SIGHUP re-reads it
       --tls-key <file>     its private key (PEM) (env TLS_KEY)
       --mqtts-port <n>     MQTT over TLS, with --tls-cert (env MQTTS_PORT, default 8883)
+      --broker <url>       use this broker instead of the embedded one: mqtt://,
+                           mqtts://, ws:// or wss://, e.g. mqtt://pi.local:1883
+                           (env BROKER_URL). MQTT 5 when it speaks it, else 3.1.1
+      --broker-username <name>
+                           user name at that broker (env BROKER_USERNAME)
+      --broker-password <pw>
+                           its password (env BROKER_PASSWORD); visible to other
+                           users of this machine, so prefer --broker-password-file
+      --broker-password-file <file>
+                           read the password from this file (env BROKER_PASSWORD_FILE)
+      --broker-ca <file>   CA certificate (PEM) of an mqtts:// or wss:// broker
+                           with a private CA (env BROKER_CA)
+      --broker-client-id <id>
+                           Pulseboard's client id there; given, the session is kept
+                           an hour, so the broker queues QoS 1 messages while
+                           Pulseboard restarts (env BROKER_CLIENT_ID)
+      --broker-filters <f> topic filters to subscribe to, comma-separated
+                           (env BROKER_FILTERS, default "#")
+      --command-timeout <time>
+                           how long a command to an MQTT 5 device waits for its
+                           answer (env COMMAND_TIMEOUT, default 5s)
       --chat-topic <t>     MQTT topic for chat text from socket clients
                            (env CHAT_TOPIC, default "${bridgeDefaults.chatTopic}")
       --log-level <level>  fatal, error, warn, info, debug or trace (env LOG_LEVEL, default info)
@@ -94,6 +117,33 @@ const ConfigSchema = z.object({
   retentionMs: days('--retention', 'RETENTION').default(30 * DAY),
   logRetentionMs: days('--log-retention', 'LOG_RETENTION').default(DAY),
   allowOrigins: z.array(url('--allow-origin', 'ALLOW_ORIGINS')).default([]),
+  brokerUrl: z
+    .string()
+    .refine((v) => URL.canParse(v) && /^(mqtts?|wss?):$/.test(new URL(v).protocol), '--broker (or BROKER_URL) must be an mqtt://, mqtts://, ws:// or wss:// URL')
+    .optional(),
+  brokerUsername: z.string().min(1, '--broker-username (or BROKER_USERNAME) must not be empty').optional(),
+  brokerPassword: z.string().optional(),
+  brokerPasswordFile: z.string().min(1, '--broker-password-file (or BROKER_PASSWORD_FILE) must not be empty').optional(),
+  brokerCa: z.string().min(1, '--broker-ca (or BROKER_CA) must not be empty').optional(),
+  brokerClientId: z.string().min(1, '--broker-client-id (or BROKER_CLIENT_ID) must not be empty').max(256, '--broker-client-id (or BROKER_CLIENT_ID) must be at most 256 characters').optional(),
+  brokerFilters: z
+    .array(z.string())
+    .min(1, '--broker-filters (or BROKER_FILTERS) needs at least one filter')
+    .superRefine((filters, ctx) => {
+      for (const filter of filters) {
+        const problem = filterError(filter)
+        if (problem) ctx.addIssue({ code: 'custom', message: `--broker-filters (or BROKER_FILTERS): ${JSON.stringify(filter)}: ${problem}` })
+      }
+    })
+    .optional(),
+  commandTimeoutMs: z
+    .string()
+    .transform((text, ctx) => {
+      const ms = parseDuration(text)
+      if (ms === null || ms < 100 || ms > 300_000) ctx.addIssue({ code: 'custom', message: '--command-timeout (or COMMAND_TIMEOUT) must be a time from 100ms to 5m, such as 5s' })
+      return ms ?? 0
+    })
+    .optional(),
   chatTopic: z
     .string()
     .superRefine((topic, ctx) => {
@@ -124,6 +174,14 @@ export function readConfig(argv: string[], env: NodeJS.ProcessEnv): StartConfig 
     'tls-key': { type: 'string' },
     'mqtts-port': { type: 'string' },
     'allow-origin': { type: 'string', multiple: true },
+    broker: { type: 'string' },
+    'broker-username': { type: 'string' },
+    'broker-password': { type: 'string' },
+    'broker-password-file': { type: 'string' },
+    'broker-ca': { type: 'string' },
+    'broker-client-id': { type: 'string' },
+    'broker-filters': { type: 'string' },
+    'command-timeout': { type: 'string' },
     'chat-topic': { type: 'string' },
     'log-level': { type: 'string' },
     ...Object.fromEntries(LIMIT_FLAGS.map((l) => [l.flag, { type: 'string' as const }])),
@@ -144,6 +202,14 @@ export function readConfig(argv: string[], env: NodeJS.ProcessEnv): StartConfig 
     tlsKey: one('tls-key') ?? env.TLS_KEY,
     mqttsPort: one('mqtts-port') ?? env.MQTTS_PORT,
     allowOrigins: (flags['allow-origin'] as string[] | undefined) ?? env.ALLOW_ORIGINS?.split(',').filter(Boolean),
+    brokerUrl: one('broker') ?? env.BROKER_URL,
+    brokerUsername: one('broker-username') ?? env.BROKER_USERNAME,
+    brokerPassword: one('broker-password') ?? env.BROKER_PASSWORD,
+    brokerPasswordFile: one('broker-password-file') ?? env.BROKER_PASSWORD_FILE,
+    brokerCa: one('broker-ca') ?? env.BROKER_CA,
+    brokerClientId: one('broker-client-id') ?? env.BROKER_CLIENT_ID,
+    brokerFilters: (one('broker-filters') ?? env.BROKER_FILTERS)?.split(',').map((f) => f.trim()).filter(Boolean),
+    commandTimeoutMs: one('command-timeout') ?? env.COMMAND_TIMEOUT,
     chatTopic: one('chat-topic') ?? env.CHAT_TOPIC,
     logLevel: one('log-level') ?? env.LOG_LEVEL,
   }
@@ -152,6 +218,16 @@ export function readConfig(argv: string[], env: NodeJS.ProcessEnv): StartConfig 
     const issue = result.error.issues[0]!
     const value = issue.path.reduce<unknown>((v, key) => (v as Record<PropertyKey, unknown>)?.[key], raw)
     throw new UsageError(`${issue.message}, got ${JSON.stringify(value)}`)
+  }
+  if (raw.brokerUrl === undefined) {
+    const stray = (['broker-username', 'broker-password', 'broker-password-file', 'broker-ca', 'broker-client-id', 'broker-filters'] as const).find((f) => one(f) !== undefined)
+    if (stray) throw new UsageError(`--${stray} goes with --broker (or BROKER_URL)`)
+  } else {
+    const stray = (['mqtt-port', 'mqtts-port'] as const).find((f) => one(f) !== undefined)
+    if (stray) throw new UsageError(`--${stray} does not go with --broker: devices connect to that broker, not to Pulseboard`)
+    if (raw.brokerPassword !== undefined && raw.brokerPasswordFile !== undefined) {
+      throw new UsageError('give --broker-password or --broker-password-file, not both')
+    }
   }
   const limits: LimitValues = { broker: {}, registry: {}, store: {}, sqlite: {}, fanout: {}, app: {} }
   for (const l of LIMIT_FLAGS) {
@@ -207,20 +283,27 @@ function describeAccess(config: AccessConfig, file: string | undefined, enabled:
 
 function banner(
   hosts: string[],
-  ports: { port: number; mqttPort: number; mqttsPort?: number },
+  ports: { port: number; mqttPort?: number; mqttsPort?: number },
   secure: boolean,
   memoryBound: number,
   data: string,
   access: string,
+  source: string,
 ): string {
   const { port, mqttPort, mqttsPort } = ports
   const lan = hosts.find((h) => h !== 'localhost') ?? hosts[0]!
   const [http, ws] = secure ? ['https', 'wss'] : ['http', 'ws']
+  const mqttRows: [string, string[]][] =
+    mqttPort === undefined
+      ? [['MQTT', [`${source}: devices connect there`]]]
+      : [
+          ['MQTT', hosts.map((h) => `mqtt://${h}:${mqttPort}`)],
+          ...(mqttsPort !== undefined ? [['MQTT over TLS', hosts.map((h) => `mqtts://${h}:${mqttsPort}`)] as [string, string[]]] : []),
+          ['MQTT over WS', [`${ws}://${lan}:${port}${MQTT_WS_PATH}`]],
+        ]
   const rows: [string, string[]][] = [
     ['Dashboard', hosts.map((h) => `${http}://${h}:${port}/`)],
-    ['MQTT', hosts.map((h) => `mqtt://${h}:${mqttPort}`)],
-    ...(mqttsPort !== undefined ? [['MQTT over TLS', hosts.map((h) => `mqtts://${h}:${mqttsPort}`)] as [string, string[]]] : []),
-    ['MQTT over WS', [`${ws}://${lan}:${port}${MQTT_WS_PATH}`]],
+    ...mqttRows,
     ['socket.io', [`${http}://${lan}:${port}  (namespaces / and /live)`]],
     ['Data', [data]],
     ['Access', [access]],
@@ -228,15 +311,40 @@ function banner(
   ]
   const lines = [`Pulseboard ${version} is running`, '']
   for (const [label, values] of rows) values.forEach((v, i) => lines.push(`  ${(i === 0 ? label : '').padEnd(14)}${v}`))
-  lines.push(
-    '',
-    'Point a device at the MQTT address above, or try:',
-    `  mosquitto_pub -h ${lan} -p ${mqttPort}${access.startsWith('open') ? '' : ' -u <device> -P <password>'} -t devices/demo/telemetry -m '{"temperature":21.5}'`,
-    `  npx pulseboard simulate --devices 5${mqttPort === pulseboardDefaults.mqttPort ? '' : ` --url mqtt://localhost:${mqttPort}`}`,
-    '',
-    'Press Ctrl-C to stop.',
-  )
+  if (mqttPort === undefined) {
+    lines.push('', 'Point your devices at that broker as before; Pulseboard shows what they publish.')
+  } else {
+    lines.push(
+      '',
+      'Point a device at the MQTT address above, or try:',
+      `  mosquitto_pub -h ${lan} -p ${mqttPort}${access.startsWith('open') ? '' : ' -u <device> -P <password>'} -t devices/demo/telemetry -m '{"temperature":21.5}'`,
+      `  npx pulseboard simulate --devices 5${mqttPort === pulseboardDefaults.mqttPort ? '' : ` --url mqtt://localhost:${mqttPort}`}`,
+    )
+  }
+  lines.push('', 'Press Ctrl-C to stop.')
   return lines.join('\n')
+}
+
+/** The external broker's options, its password and CA read from their files; a missing file is one line. */
+function externalOptions(c: Pick<StartConfig, 'brokerUrl' | 'brokerUsername' | 'brokerPassword' | 'brokerPasswordFile' | 'brokerCa' | 'brokerClientId' | 'brokerFilters'>): ExternalBrokerOptions {
+  const read = (file: string, flag: string) => {
+    try {
+      return readFileSync(file)
+    } catch (err) {
+      throw new CliError(`${flag}: cannot read ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`)
+    }
+  }
+  // a password file usually ends with a newline the password does not have
+  const password = c.brokerPasswordFile !== undefined ? read(c.brokerPasswordFile, '--broker-password-file').toString('utf8').replace(/\r?\n$/, '') : c.brokerPassword
+  if (password !== undefined && c.brokerUsername === undefined) throw new UsageError('a broker password goes with --broker-username (or BROKER_USERNAME)')
+  return {
+    url: c.brokerUrl!,
+    ...(c.brokerUsername !== undefined && { username: c.brokerUsername }),
+    ...(password !== undefined && { password }),
+    ...(c.brokerCa !== undefined && { ca: read(c.brokerCa, '--broker-ca') }),
+    ...(c.brokerClientId !== undefined && { clientId: c.brokerClientId }),
+    ...(c.brokerFilters !== undefined && { filters: c.brokerFilters }),
+  }
 }
 
 export const command: Command = {
@@ -244,7 +352,11 @@ export const command: Command = {
   async run(argv) {
     const config = readConfig(argv, process.env)
     const logger = await createLogger(config.logLevel)
-    const { broker, registry, store, sqlite, fanout, app: appLimits, dataDir, noStore, retentionMs, logRetentionMs, configFile, tlsCert, tlsKey, ...rest } = config
+    const {
+      broker, registry, store, sqlite, fanout, app: appLimits, dataDir, noStore, retentionMs, logRetentionMs, configFile, tlsCert, tlsKey,
+      brokerUrl, brokerUsername, brokerPassword, brokerPasswordFile, brokerCa, brokerClientId, brokerFilters, commandTimeoutMs, ...rest
+    } = config
+    const externalBroker = brokerUrl === undefined ? undefined : externalOptions({ brokerUrl, brokerUsername, brokerPassword, brokerPasswordFile, brokerCa, brokerClientId, brokerFilters })
     if ((tlsCert === undefined) !== (tlsKey === undefined)) throw new UsageError('--tls-cert and --tls-key go together (or TLS_CERT and TLS_KEY)')
     const tls = tlsCert !== undefined && tlsKey !== undefined ? { certFile: path.resolve(tlsCert), keyFile: path.resolve(tlsKey) } : undefined
     for (const file of tls ? [tls.certFile, tls.keyFile] : []) {
@@ -264,6 +376,8 @@ export const command: Command = {
     try {
       app = await createPulseboard({
         ...rest,
+        ...(externalBroker && { externalBroker }),
+        ...(commandTimeoutMs !== undefined && { commandTimeoutMs }),
         ...(tls && { tls }),
         ...(accessFile && { access: readAccess() }),
         ...broker,
@@ -277,6 +391,7 @@ export const command: Command = {
     } catch (err) {
       // a database that is not ours, is damaged, or cannot be written: its message names the file and the fix
       if (err instanceof StoreOpenError) throw new CliError(err.message)
+      if (err instanceof BrokerConnectError) throw new CliError(`--broker: ${err.message}`)
       throw err
     }
     // Whatever still escapes is logged with its stack and counted; one bad input must not end the server for everyone.
@@ -301,7 +416,7 @@ export const command: Command = {
     }
     const data = noStore ? 'in memory only (--no-store): a restart forgets it' : `${path.resolve(dataDir, DATABASE_FILE)}`
     const accessLine = describeAccess(app.access.config, accessFile, app.access.enabled)
-    console.log(banner(reachableHosts(config.host), ports, tls !== undefined, memoryBudget(config).total, data, accessLine))
+    console.log(banner(reachableHosts(config.host), ports, tls !== undefined, memoryBudget(config).total, data, accessLine, app.source.description))
     if (!app.access.enabled) {
       logger.warn(`no users: anyone who reaches these ports can read and control every device. Add the first user with: pulseboard users add admin${accessFile ? ` --config ${accessFile}` : ''}`)
     }

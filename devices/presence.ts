@@ -196,7 +196,12 @@ export class Presence<D extends Tracked> {
 
   #devicesOf(clientId: string): D[] {
     const ids = this.#byClient.get(clientId)
-    if (!ids) return []
+    // not seen publishing through this client (a broker's client event, or a device restored at
+    // start): the device whose id is the client id, which is how many firmwares name themselves
+    if (!ids) {
+      const same = this.#lookup(clientId)
+      return same ? [same] : []
+    }
     if (ids.size === 0) {
       this.#byClient.delete(clientId)
       return []

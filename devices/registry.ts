@@ -203,7 +203,13 @@ export class Registry extends EventEmitter<RegistryEvents> {
       if (applied !== 'refused' && !replay) this.#readings.push(reading)
       touch(device, applied === 'new')
     }
+    // properties reach us only over MQTT 5: this device can answer commands sent as requests
+    const mqtt5 = envelope.properties !== undefined && envelope.source === 'mqtt'
     for (const [device, matters] of touched) {
+      if (mqtt5 && !device.state.mqtt5) {
+        device.state.mqtt5 = true
+        this.#changed.add(device)
+      }
       if (replay) {
         if (matters) this.#changed.add(device)
         continue

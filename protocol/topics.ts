@@ -6,6 +6,12 @@
 /** Longest topic MQTT can carry: a UTF-8 string with a 16-bit length [MQTT-1.5.3]. */
 export const MAX_TOPIC_LENGTH = 65535
 
+/**
+ * Answers to commands sent as MQTT 5 requests come to `pulseboard/replies/<Pulseboard's client id>`:
+ * they are shown as messages, but are no device's readings.
+ */
+export const REPLY_TOPIC_PREFIX = 'pulseboard/replies/'
+
 /** A topic a client may publish to: no wildcards, no NUL, not `$`-reserved. Returns why not, or null. */
 export function topicError(topic: string): string | null {
   if (topic.length === 0) return 'topic is empty'

@@ -1,4 +1,6 @@
 import { readFileSync } from 'node:fs'
+import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
 import net from 'node:net'
 import tls from 'node:tls'
 import path from 'node:path'
@@ -6,9 +8,10 @@ import type { Logger } from 'pino'
 import type { HealthReport } from '../protocol/index.ts'
 import { Access } from '../auth/access.ts'
 import { emptyConfig, type AccessConfig } from '../auth/config.ts'
-import { createBroker, type Broker, type BrokerOptions } from '../broker/broker.ts'
+import { brokerDefaults, createBroker, type Broker, type BrokerOptions } from '../broker/broker.ts'
 import { createBridge, type Bridge, type BridgeOptions } from '../bridge/bridge.ts'
 import { embeddedSource } from '../bridge/embedded.ts'
+import { externalSource, type ExternalBrokerOptions, type ExternalSource } from '../bridge/external.ts'
 import type { MessageSource } from '../bridge/source.ts'
 import { Registry, type RegistryOptions } from '../devices/registry.ts'
 import type { HistoryStore } from '../store/history.ts'
@@ -54,6 +57,11 @@ export interface PulseboardOptions extends BrokerOptions, BridgeOptions, OriginC
   mqttsPort?: number
   /** Users, devices, tokens and ACLs (auth/config.ts); without any credential, everyone may do everything. */
   access?: AccessConfig
+  /**
+   * Run on this broker instead of the embedded one: no MQTT listener is opened, devices connect
+   * to it. Start fails with a BrokerConnectError when it refuses or cannot be reached.
+   */
+  externalBroker?: Omit<ExternalBrokerOptions, 'logger'>
   logger?: Logger
 }
 
@@ -83,7 +91,8 @@ export class PortInUseError extends Error {
 }
 
 export interface Pulseboard {
-  readonly broker: Broker
+  /** The embedded broker; null on an external one (`externalBroker`). */
+  readonly broker: Broker | null
   readonly source: MessageSource
   readonly registry: Registry
   readonly store: HistoryStore
@@ -91,8 +100,8 @@ export interface Pulseboard {
   readonly http: HttpServer
   /** Credentials, sessions and the Policy; `reload` takes a changed config file. */
   readonly access: Access
-  /** Starts the listeners; resolves with the ports actually bound (`mqttsPort` with TLS). */
-  listen(): Promise<{ mqttPort: number; port: number; mqttsPort?: number }>
+  /** Starts the listeners; resolves with the ports actually bound (`mqttsPort` with TLS; no MQTT ports on an external broker). */
+  listen(): Promise<ListeningPorts>
   /** Reads the certificate and key files again (SIGHUP): new connections get them, open ones carry on. */
   reloadTls(): void
   /**
@@ -105,6 +114,12 @@ export interface Pulseboard {
   uncaught(err: unknown, origin: string): void
   /** Stops accepting, then closes in reverse order of creation. */
   close(): Promise<void>
+}
+
+export interface ListeningPorts {
+  port: number
+  mqttPort?: number
+  mqttsPort?: number
 }
 
 /**
@@ -134,14 +149,26 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
     persistenceLoggedAt = Date.now()
     logger?.error({ err, failures: persistenceErrors }, `broker state could not be written to ${sqlite?.file}; the broker carries on from memory, and what was not written is lost at the next restart`)
   }
-  const broker = await createBroker({
-    ...opts,
-    policy,
-    onLimit,
-    authenticate: (username, password, clientId, address) => access.mqtt(username, password, clientId, address),
-    ...(sqlite && { persistence: new SqlitePersistence(sqlite.db, persistenceFailed) }),
-  })
-  const source = embeddedSource(broker, policy)
+  // the embedded broker, or a connection to the one the user runs
+  const external: ExternalSource | null = opts.externalBroker
+    ? await externalSource({ ...opts.externalBroker, ...(logger && { logger }) }, policy, {
+        maxPacketSize: opts.maxPacketSize ?? brokerDefaults.maxPacketSize,
+        maxTopicLength: opts.maxTopicLength ?? brokerDefaults.maxTopicLength,
+      }).catch(async (err: unknown) => {
+        await sqlite?.close()
+        throw err
+      })
+    : null
+  const broker = external
+    ? null
+    : await createBroker({
+        ...opts,
+        policy,
+        onLimit,
+        authenticate: (username, password, clientId, address) => access.mqtt(username, password, clientId, address),
+        ...(sqlite && { persistence: new SqlitePersistence(sqlite.db, persistenceFailed) }),
+      })
+  const source: MessageSource = external ?? embeddedSource(broker!, policy)
   const registry = new Registry({ onLimit, ...opts.registry }, (await store.loadFormats()) as FormatsState | undefined)
   deviceTopics = (id) => registry.get(id)?.topics ?? []
   const restored = registry.restore(await store.loadDevices())
@@ -191,7 +218,7 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
 
   const readTls = () => (opts.tls ? { cert: readFileSync(opts.tls.certFile), key: readFileSync(opts.tls.keyFile) } : undefined)
   const pem = readTls()
-  const mqttsServer = pem
+  const mqttsServer = pem && broker
     ? tls.createServer(pem, (socket) => {
         socket.setNoDelay(true)
         broker.handle(socket)
@@ -203,7 +230,7 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
   const http = await createHttpServer({
     ...(pem && { tls: pem }),
     maxPacketSize: source.limits.maxPacketSize,
-    handleMqtt: (stream, req) => broker.handle(stream, req),
+    ...(broker && { handleMqtt: (stream: Duplex, req: IncomingMessage) => broker.handle(stream, req) }),
     identify: (req) => identify(access, { headers: req.headers, address: req.socket.remoteAddress ?? 'unknown' }),
     dashboardDir: opts.dashboardDir ?? pulseboardDefaults.dashboardDir,
     maxSockets: opts.maxSockets ?? pulseboardDefaults.maxSockets,
@@ -219,7 +246,7 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
     { ...opts, onLimit },
   )
   let uncaughtErrors = 0
-  const metrics = createMetrics({ broker, bridge, registry, store }, limitLog.hits, () => uncaughtErrors)
+  const metrics = createMetrics({ broker, source, bridge, registry, store }, limitLog.hits, () => uncaughtErrors)
 
   let mqttPort = opts.mqttPort ?? pulseboardDefaults.mqttPort
   registerApi(http.fastify, {
@@ -230,16 +257,17 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
       ({
         status: 'ok',
         uptime: (Date.now() - startedAt) / 1000,
+        broker: source.status(),
         mqtt: {
-          port: mqttPort,
-          clients: broker.stats.clients,
-          messagesIn: broker.stats.messagesIn,
-          messagesOut: broker.stats.messagesOut,
-          deniedPublishes: broker.stats.deniedPublishes,
+          port: broker ? mqttPort : null,
+          clients: broker ? broker.stats.clients : null,
+          messagesIn: source.stats.messagesIn,
+          messagesOut: source.stats.messagesOut,
+          deniedPublishes: broker ? broker.stats.deniedPublishes : 0,
         },
         sockets: { chat: bridge.chat.sockets.size, live: bridge.live.sockets.size },
         bridge: { ...bridge.stats, ...bridge.fanout.stats },
-        usage: { ...broker.persistence.usage, ...registry.usage, ...store.usage, ...(sqlite && { brokerWriteErrors: persistenceErrors }) },
+        usage: { ...broker?.persistence.usage, ...registry.usage, ...store.usage, ...(sqlite && { brokerWriteErrors: persistenceErrors }) },
         limits: limitLog.hits,
       }) satisfies HealthReport,
     metrics: () => metrics.scrape(),
@@ -248,12 +276,12 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
   // Retained messages are the broker's memory of what devices last said: start the registry from them.
   for await (const message of source.retained()) bridge.learn(message)
 
-  async function listen(): Promise<{ mqttPort: number; port: number; mqttsPort?: number }> {
+  async function listen(): Promise<ListeningPorts> {
     await http.fastify.ready()
-    mqttPort = await listenOn(broker.tcpServer, 'mqtt', mqttPort, opts.host)
+    if (broker) mqttPort = await listenOn(broker.tcpServer, 'mqtt', mqttPort, opts.host)
     const mqttsPort = mqttsServer ? await listenOn(mqttsServer, 'mqtts', opts.mqttsPort ?? pulseboardDefaults.mqttsPort, opts.host) : undefined
     const port = await listenOn(http.server, 'http', opts.port ?? pulseboardDefaults.port, opts.host)
-    return { mqttPort, port, ...(mqttsPort !== undefined && { mqttsPort }) }
+    return { port, ...(broker && { mqttPort }), ...(mqttsPort !== undefined && { mqttsPort }) }
   }
 
   function reloadTls(): void {
@@ -273,7 +301,8 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
     if (mqttsServer?.listening) mqttsServer.close()
     await http.close()
     // the broker first: once it stops, nothing more is acknowledged, and what it acknowledged reached the bridge
-    await broker.close()
+    await broker?.close()
+    await external?.close()
     await bridge.close()
     // emits the last batch, so the store gets it
     registry.close()

@@ -16,6 +16,7 @@ export type LiveClient = Socket<LiveServerToClientEvents, LiveClientToServerEven
 
 export interface Stack {
   app: Pulseboard
+  /** Where devices connect: the embedded broker, or the external one (`externalBroker`). */
   mqttUrl: string
   wsMqttUrl: string
   httpUrl: string
@@ -33,12 +34,15 @@ export interface Stack {
   close(): Promise<void>
 }
 
-/** Starts broker, HTTP server and bridge on free ports of 127.0.0.1. */
+/** Starts broker, HTTP server and bridge on free ports of 127.0.0.1; on an external broker with `externalBroker`. */
 export async function startStack(opts: PulseboardOptions = {}): Promise<Stack> {
   const app = await createPulseboard({ mqttPort: 0, port: 0, host: '127.0.0.1', ...opts })
-  const { mqttPort, port } = await app.listen()
+  const listening = await app.listen()
+  const { port } = listening
+  const external = opts.externalBroker && new URL(opts.externalBroker.url)
+  const mqttPort = listening.mqttPort ?? Number(external?.port)
   const httpUrl = `http://127.0.0.1:${port}`
-  const mqttUrl = `mqtt://127.0.0.1:${mqttPort}`
+  const mqttUrl = external ? `${external.protocol}//127.0.0.1:${mqttPort}` : `mqtt://127.0.0.1:${mqttPort}`
   const closers: (() => Promise<void> | void)[] = []
 
   async function connectMqtt(clientOpts: IClientOptions = {}, url = mqttUrl): Promise<MqttClient> {

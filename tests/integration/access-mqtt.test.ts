@@ -100,7 +100,7 @@ describe('connecting with users', () => {
     const s = await start()
     expect(await refusal(s, {})).toBe(5)
     expect(await refusal(s, { clientId: 'anon-ws' }, s.wsMqttUrl)).toBe(5)
-    expect(s.app.broker.stats.clients).toBe(0)
+    expect(s.app.broker!.stats.clients).toBe(0)
     await stillServes(s)
   })
 
@@ -144,14 +144,14 @@ describe('connecting with users', () => {
     // vic, and a device, may not take bob's id: CONNACK 5, and bob stays connected
     expect(await refusal(s, as('vic', { clientId: 'bobs-phone' }))).toBe(5)
     expect(await refusal(s, as('dev-a', { clientId: 'bobs-phone' }))).toBe(5)
-    expect(s.app.broker.stats.takeovers).toBe(0)
+    expect(s.app.broker!.stats.takeovers).toBe(0)
     await bob.publishAsync('devices/bobs-phone/ping', 'still mine', { qos: 1 })
     expect(bobClosed).toBe(false)
 
     // bob may: the new connection wins and the old one is closed [MQTT-3.1.4-2]
     const again = await s.mqtt(as('bob', { clientId: 'bobs-phone' }))
     await within(5000, 'the old connection to be closed', new Promise((resolve) => (bobClosed ? resolve(null) : bob.once('close', () => resolve(null)))))
-    expect(s.app.broker.stats.takeovers).toBe(1)
+    expect(s.app.broker!.stats.takeovers).toBe(1)
     await again.publishAsync('devices/bobs-phone/ping', 'taken over', { qos: 1 })
     await stillServes(s)
   })
@@ -187,7 +187,7 @@ describe('the ACL', () => {
     expect(seen.values.map((m) => m.topic)).not.toContain('cmnd/dev-b/POWER')
     expect(seenByB.values.map((m) => m.topic)).toEqual(['devices/dev-b/marker'])
     expect(seenLive.values.map((e) => e.topic).filter((t) => t.includes('dev-b') && t !== 'devices/dev-b/marker')).toEqual([])
-    expect(s.app.broker.stats.deniedPublishes).toBe(2)
+    expect(s.app.broker!.stats.deniedPublishes).toBe(2)
     expect((await health(s)).mqtt.deniedPublishes).toBe(before + 2)
     // the retained flag of a denied publish did not leave a retained message behind
     const retained = []
@@ -275,11 +275,11 @@ describe('the ACL', () => {
     await devB.subscribeAsync('devices/dev-b/#', { qos: 1 })
     const seenByB = mqttMessages(devB)
     const devA = await s.mqtt(as('dev-a', { clientId: 'dev-a', will: { topic: 'devices/dev-b/status', payload: Buffer.from('offline'), qos: 1, retain: true } }))
-    const gone = new Promise((resolve) => s.app.broker.once('disconnect', resolve))
+    const gone = new Promise((resolve) => s.app.broker!.once('disconnect', resolve))
     devA.stream.destroy() // not a DISCONNECT: the broker publishes the will
     await within(5000, 'the broker to see dev-a go', gone)
     await within(5000, 'the denied will to be counted', (async () => {
-      while (s.app.broker.stats.deniedPublishes < 1) await new Promise((resolve) => setTimeout(resolve, 20))
+      while (s.app.broker!.stats.deniedPublishes < 1) await new Promise((resolve) => setTimeout(resolve, 20))
     })())
     const alice = await s.mqtt(as('alice', { clientId: 'alice' }))
     await alice.publishAsync('devices/dev-b/marker', 'm', { qos: 1 })
@@ -300,7 +300,7 @@ describe('without users', () => {
     const seen = mqttMessages(anyone)
     await anyone.publishAsync('devices/dev-b/commands', 'x', { qos: 1 })
     await seen.until('the publish', (v) => v.length > 0)
-    expect(s.app.broker.stats.deniedPublishes).toBe(0)
+    expect(s.app.broker!.stats.deniedPublishes).toBe(0)
   })
 })
 

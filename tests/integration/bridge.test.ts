@@ -265,7 +265,7 @@ describe('bad input leaves everyone else served', () => {
     socket.on('error', () => {})
     socket.write(Buffer.from('GET / HTTP/1.1\r\n\r\n\x00\xff\xfe garbage'))
     await within(5000, 'the broker to close the garbage connection', closed)
-    expect(stack.app.broker.stats.clientErrors).toBeGreaterThan(0)
+    expect(stack.app.broker!.stats.clientErrors).toBeGreaterThan(0)
     await stillServing(stack, 'after garbage')
   })
 
@@ -274,7 +274,7 @@ describe('bad input leaves everyone else served', () => {
     const closed = new Promise((resolve) => device.once('close', () => resolve(undefined)))
     device.publish('big', Buffer.alloc(300 * 1024, 1))
     await within(5000, 'the broker to close the oversize connection', closed)
-    expect(stack.app.broker.stats.oversizePackets).toBe(1)
+    expect(stack.app.broker!.stats.oversizePackets).toBe(1)
     await stillServing(stack, 'after oversize')
   })
 })

@@ -81,14 +81,14 @@ describe("Debian's mosquitto clients", () => {
     // -q 1: mosquitto_pub exits 0 only once it has its PUBACK
     const pub = mosquitto(s, 'mosquitto_pub', ['-u', 'dev-a', '-P', PASSWORD['dev-a'], '-i', 'dev-a', '-q', '1', '-t', 'devices/dev-b/commands', '-m', 'hijack'])
     expect(await within(5000, 'mosquitto_pub to exit', pub.exited)).toBe(0)
-    expect(s.app.broker.stats.deniedPublishes).toBe(1)
+    expect(s.app.broker!.stats.deniedPublishes).toBe(1)
 
     // all filters denied: mosquitto_sub says so
     const denied = mosquitto(s, 'mosquitto_sub', ['-u', 'dev-a', '-P', PASSWORD['dev-a'], '-i', 'dev-a', '-t', 'devices/dev-b/#', '-t', '#'])
     await within(5000, 'mosquitto_sub to report the refusal', denied.stderr.until('the refusal', (l) => l.includes('All subscription requests were denied.')))
     await denied.kill()
     // one denied, one granted, in one SUBSCRIBE; it prints (at exit: stdout is a pipe) the SUBACK and the one message it may read
-    const subscribed = new Promise((resolve) => s.app.broker.aedes.once('subscribe', resolve))
+    const subscribed = new Promise((resolve) => s.app.broker!.aedes.once('subscribe', resolve))
     const mixed = mosquitto(s, 'mosquitto_sub', ['-d', '-v', '-C', '1', '-u', 'dev-a', '-P', PASSWORD['dev-a'], '-i', 'dev-a', '-q', '1', '-t', 'devices/dev-b/#', '-t', 'devices/dev-a/#'])
     await within(5000, 'mosquitto_sub to subscribe', subscribed)
     const alice = await s.mqtt({ username: 'alice', password: PASSWORD.alice })

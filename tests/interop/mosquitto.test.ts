@@ -43,7 +43,7 @@ describe("Debian's mosquitto-clients against the embedded broker", () => {
   it('QoS 2 round trip from mosquitto_pub to mosquitto_sub', async () => {
     const sub = run('mosquitto_sub', [...hostPort(), '-v', '-q', '2', '-t', 'q2/#', '-C', '1'])
     // mosquitto_sub prints nothing on connect; the broker tells us when it subscribed
-    await within(5000, 'mosquitto_sub to subscribe', new Promise((resolve) => stack.app.broker.aedes.once('subscribe', resolve)))
+    await within(5000, 'mosquitto_sub to subscribe', new Promise((resolve) => stack.app.broker!.aedes.once('subscribe', resolve)))
     const pub = run('mosquitto_pub', [...hostPort(), '-q', '2', '-t', 'q2/x', '-m', 'exactly once'])
     expect(await pub.exited).toBe(0)
     expect(await within(5000, 'mosquitto_sub to exit after one message', sub.exited)).toBe(0)
@@ -62,7 +62,7 @@ describe("Debian's mosquitto-clients against the embedded broker", () => {
       '--will-qos', '1',
       '--will-retain',
     ])
-    await within(5000, 'mosquitto_sub to subscribe', new Promise((resolve) => stack.app.broker.aedes.once('subscribe', resolve)))
+    await within(5000, 'mosquitto_sub to subscribe', new Promise((resolve) => stack.app.broker!.aedes.once('subscribe', resolve)))
     sub.process.kill('SIGKILL')
     const found = await seen.until('the will on /live', (v) => v.some((e) => e.topic === 'devices/mosq-will/status'))
     expect(found.find((e) => e.topic === 'devices/mosq-will/status')).toMatchObject({ payload: 'offline', clientId: 'mosq-will', retain: true, qos: 1 })
