@@ -341,6 +341,7 @@ export function loggedEnvelope(e: Envelope, id: number): LoggedEnvelope {
   const out: LoggedEnvelope = { id, topic: e.topic, payload: cutPayload(e.payload, e.encoding), ts: e.ts, source: e.source, qos: e.qos, retain: e.retain }
   if (e.clientId !== undefined) out.clientId = e.clientId
   if (e.encoding !== undefined) out.encoding = e.encoding
+  if (e.properties !== undefined) out.properties = e.properties
   return out
 }
 

@@ -2,7 +2,7 @@ import { mkdirSync, statSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname } from 'node:path'
 import type { Logger } from 'pino'
-import type { Bucket, DeviceHistory, Envelope, HistoryQuery, MetricHistory, Reading } from '../protocol/index.ts'
+import type { Bucket, DeviceHistory, Envelope, HistoryQuery, MessageProperties, MetricHistory, Reading } from '../protocol/index.ts'
 import type { OnLimit } from '../protocol/limits.ts'
 import { topicMatches } from '../protocol/topics.ts'
 import { DEFAULT_MAX_POINTS, type ExportQuery, type HistoryStore, type LoggedEnvelope, type MessageQuery, type Saved } from './history.ts'
@@ -49,7 +49,7 @@ function sqlite(): DatabaseConstructor {
 }
 
 /** The schema this code writes and reads, in `PRAGMA user_version`. */
-export const SCHEMA_VERSION = 1
+export const SCHEMA_VERSION = 2
 /** `PRAGMA application_id` of a Pulseboard database ("PlsB"): tells our file from another program's that also sets a user_version. */
 const APPLICATION_ID = 0x506c7342
 /** The tables this store owns. Others in the file (the broker's `mqtt_` ones) are left alone. */
@@ -154,7 +154,7 @@ export type SqliteStoreUsage = {
 }
 
 type Row = [ts: number, value: number]
-type MessageRow = [id: number, ts: number, topic: string, payload: string, base64: number, source: number, clientId: string | null, qos: number, retain: number]
+type MessageRow = [id: number, ts: number, topic: string, payload: string, base64: number, source: number, clientId: string | null, qos: number, retain: number, properties: string | null]
 /** A message as it waits to be written: payload already cut, its bytes counted. */
 interface QueuedMessage {
   ts: number
@@ -165,6 +165,8 @@ interface QueuedMessage {
   clientId: string | null
   qos: number
   retain: number
+  /** MQTT 5 properties as JSON, or null. */
+  properties: string | null
   bytes: number
 }
 type Op = { kind: 'readings'; batch: readonly Reading[] } | { kind: 'log'; batch: QueuedMessage[] } | { kind: 'forget'; device: string }
@@ -182,7 +184,7 @@ CREATE TABLE series (id INTEGER PRIMARY KEY AUTOINCREMENT, device TEXT NOT NULL,
 CREATE TABLE readings (series_id INTEGER NOT NULL, ts INTEGER NOT NULL, value REAL NOT NULL, PRIMARY KEY (series_id, ts)) WITHOUT ROWID;
 CREATE TABLE rollup_1m (series_id INTEGER NOT NULL, start INTEGER NOT NULL, min REAL NOT NULL, max REAL NOT NULL, sum REAL NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (series_id, start)) WITHOUT ROWID;
 CREATE TABLE rollup_1h (series_id INTEGER NOT NULL, start INTEGER NOT NULL, min REAL NOT NULL, max REAL NOT NULL, sum REAL NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (series_id, start)) WITHOUT ROWID;
-CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, ts INTEGER NOT NULL, topic TEXT NOT NULL, payload TEXT NOT NULL, base64 INTEGER NOT NULL, source INTEGER NOT NULL, client_id TEXT, qos INTEGER NOT NULL, retain INTEGER NOT NULL);
+CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, ts INTEGER NOT NULL, topic TEXT NOT NULL, payload TEXT NOT NULL, base64 INTEGER NOT NULL, source INTEGER NOT NULL, client_id TEXT, qos INTEGER NOT NULL, retain INTEGER NOT NULL, properties TEXT);
 CREATE INDEX messages_ts ON messages (ts);
 CREATE TABLE devices (id TEXT PRIMARY KEY, snapshot TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -323,8 +325,12 @@ export class SqliteStore implements HistoryStore {
           file,
           `${file} was written by a newer Pulseboard (schema ${version}, this one knows ${SCHEMA_VERSION}); upgrade Pulseboard or choose another --data-dir`,
         )
-      } else if (version !== SCHEMA_VERSION || OUR_TABLES.some((t) => !tables.has(t))) {
+      } else if (OUR_TABLES.some((t) => !tables.has(t))) {
         throw notOurs()
+      } else if (version < SCHEMA_VERSION) {
+        if (readonly) throw cannot(new Error(`it is of schema ${version}, and opened read-only; run Pulseboard on it once to upgrade it`))
+        db.pragma('journal_mode = WAL')
+        conn.transaction(() => upgrade(conn, version)).immediate()
       } else if (!readonly) {
         db.pragma('journal_mode = WAL')
       }
@@ -374,7 +380,8 @@ export class SqliteStore implements HistoryStore {
     for (const e of batch) {
       const payload = cutPayload(e.payload, e.encoding)
       const clientId = e.clientId ?? null
-      const size = e.topic.length + payload.length + (clientId?.length ?? 0)
+      const properties = e.properties ? JSON.stringify(e.properties) : null
+      const size = e.topic.length + payload.length + (clientId?.length ?? 0) + (properties?.length ?? 0)
       bytes += size
       rows.push({
         ts: Math.trunc(e.ts),
@@ -385,6 +392,7 @@ export class SqliteStore implements HistoryStore {
         clientId,
         qos: e.qos,
         retain: e.retain ? 1 : 0,
+        properties,
         bytes: size,
       })
     }
@@ -718,7 +726,7 @@ export class SqliteStore implements HistoryStore {
       for (const op of ops) {
         if (op.kind === 'readings') readings += this.#writeReadings(op.batch, undo)
         else if (op.kind === 'log') {
-          for (const m of op.batch) lastMessageId = Number(s.insertMessage.run(m.ts, m.topic, m.payload, m.base64, m.source, m.clientId, m.qos, m.retain).lastInsertRowid)
+          for (const m of op.batch) lastMessageId = Number(s.insertMessage.run(m.ts, m.topic, m.payload, m.base64, m.source, m.clientId, m.qos, m.retain, m.properties).lastInsertRowid)
         } else {
           const metrics = this.#series.get(op.device)
           if (metrics) {
@@ -922,14 +930,14 @@ function prepare(db: SqliteDatabase) {
     insertReading: db.prepare('INSERT OR REPLACE INTO readings (series_id, ts, value) VALUES (?, ?, ?)'),
     upsertMinute: rollup('rollup_1m'),
     upsertHour: rollup('rollup_1h'),
-    insertMessage: db.prepare('INSERT INTO messages (ts, topic, payload, base64, source, client_id, qos, retain) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
+    insertMessage: db.prepare('INSERT INTO messages (ts, topic, payload, base64, source, client_id, qos, retain, properties) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)'),
     firstMessageId: db.prepare<number>('SELECT min(id) FROM messages').pluck(),
     lastMessageId: db.prepare<number>('SELECT max(id) FROM messages').pluck(),
     deleteOldMessages: db.prepare('DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE ts < ? ORDER BY ts LIMIT ?)'),
     deleteMessagesUpTo: db.prepare('DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE id <= ? ORDER BY id LIMIT ?)'),
     messages: db
       .prepare<MessageRow>(
-        `SELECT id, ts, topic, payload, base64, source, client_id, qos, retain FROM messages
+        `SELECT id, ts, topic, payload, base64, source, client_id, qos, retain, properties FROM messages
         WHERE (ts, id) < (:ts, :id) AND substr(topic, 1, length(:prefix)) = :prefix
         ORDER BY ts DESC, id DESC LIMIT :n`,
       )
@@ -963,11 +971,19 @@ function prepare(db: SqliteDatabase) {
   }
 }
 
-function envelopeOf([id, ts, topic, payload, base64, source, clientId, qos, retain]: MessageRow): LoggedEnvelope {
+function envelopeOf([id, ts, topic, payload, base64, source, clientId, qos, retain, properties]: MessageRow): LoggedEnvelope {
   const e: LoggedEnvelope = { id, topic, payload, ts, source: source === 1 ? 'socket' : 'mqtt', qos: qos === 2 ? 2 : qos === 1 ? 1 : 0, retain: retain === 1 }
   if (clientId !== null) e.clientId = clientId
   if (base64 === 1) e.encoding = 'base64'
+  if (properties !== null) e.properties = JSON.parse(properties) as MessageProperties
   return e
+}
+
+/** Brings a file of an older schema to this one, in the transaction it is given. */
+function upgrade(db: SqliteDatabase, from: number): void {
+  // 2: MQTT 5 properties in the message log
+  if (from < 2) db.exec('ALTER TABLE messages ADD COLUMN properties TEXT')
+  db.pragma(`user_version = ${SCHEMA_VERSION}`)
 }
 
 /** The levels of a filter before its first wildcard: every matching topic starts with them. */

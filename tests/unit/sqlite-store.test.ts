@@ -391,6 +391,29 @@ describe('SqliteStore.open', () => {
     expect(openError(newer).message).toMatch(/newer Pulseboard \(schema 99/)
   })
 
+  it('upgrades a file of schema 1 in place, keeping its messages, and logs MQTT 5 properties after', async () => {
+    const file = join(dir, 'schema1.db')
+    const store = openStore({ file })
+    store.log([{ topic: 'old/topic', payload: 'kept', ts: 1000, source: 'mqtt', qos: 0, retain: false }])
+    await store.close()
+    // the file as schema 1 wrote it: no properties column
+    const db = new Database(file)
+    db.exec('ALTER TABLE messages DROP COLUMN properties')
+    db.pragma('user_version = 1')
+    db.close()
+
+    const upgraded = openStore({ file })
+    expect(upgraded.db.pragma('user_version', { simple: true })).toBe(2)
+    const properties = { userProperties: { site: 'lab', tag: ['a', 'b'] }, contentType: 'application/json', correlationData: 'AAE=' }
+    upgraded.log([{ topic: 'new/topic', payload: '{}', ts: 2000, source: 'mqtt', qos: 1, retain: false, properties }])
+    await upgraded.flush()
+    const logged = await upgraded.messages({ limit: 10 })
+    expect(logged.map((e) => [e.topic, e.properties])).toEqual([
+      ['new/topic', properties],
+      ['old/topic', undefined],
+    ])
+  })
+
   it("shares the file with the broker's mqtt_ tables", async () => {
     const file = join(dir, 'shared.db')
     const db = new Database(file)
