@@ -8,7 +8,7 @@ import globals from 'globals'
  * device → broker → bridge → devices/store → dashboard. Each entry: the files, and
  * the imports they may not make, as regular expressions over the import path.
  */
-const OUR_FOLDERS = 'protocol|formats|auth|broker|bridge|devices|store|server|bench|cli|dashboard|simulators|tests|examples'
+const OUR_FOLDERS = 'protocol|formats|auth|broker|bridge|devices|store|cluster|server|bench|cli|dashboard|simulators|tests|examples'
 const boundaries = [
   { files: ['protocol/**'], forbid: ['^node:', '^\\.\\./'], why: 'protocol/ is the wire contract: it imports nothing of ours and no node: module' },
   { files: ['formats/**'], forbid: ['^node:', '^\\.\\./(?!protocol/)'], why: 'formats/ are pure decoders: they import only protocol/' },
@@ -18,7 +18,8 @@ const boundaries = [
     forbid: ['^socket\\.io', '^\\.\\./(auth|bridge|devices|store|server|cli|bench|dashboard)/'],
     why: 'broker/ knows nothing of socket.io or the bridge',
   },
-  { files: ['bridge/**', 'devices/**', 'store/**'], forbid: ['^\\.\\./(server|cli|bench)/'], why: 'bridge/, devices/ and store/ never import server/ or cli/' },
+  { files: ['bridge/**', 'devices/**', 'store/**'], forbid: ['^\\.\\./(server|cli|bench|cluster)/'], why: 'bridge/, devices/ and store/ never import server/, cli/ or cluster/' },
+  { files: ['cluster/**'], forbid: ['^\\.\\./(server|cli|bench|dashboard)/'], why: 'cluster/ shares state through Redis for the composition root; it never imports server/ or cli/' },
   {
     files: ['dashboard/**'],
     forbid: [`^(\\.\\./)+(?!protocol/)(${OUR_FOLDERS})/`],
@@ -46,7 +47,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['protocol/**', 'broker/**', 'bridge/**', 'simulators/**'],
+    files: ['protocol/**', 'broker/**', 'bridge/**', 'cluster/**', 'simulators/**'],
     rules: { 'no-console': 'error' },
   },
   {

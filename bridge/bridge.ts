@@ -20,6 +20,7 @@ import {
   type ErrorCode,
   type LiveAuth,
   type MessageProperties,
+  type Reading,
   type Policy,
   type Principal,
 } from '../protocol/index.ts'
@@ -55,6 +56,11 @@ export interface BridgeParts {
   identify?: (handshake: { auth: LiveAuth; headers: IncomingHttpHeaders; address: string }) => Promise<Principal>
   /** Keeps each message this node received from its publisher, for the message log. */
   record?: (envelope: Envelope) => void
+  /**
+   * One node of several (`fanout.cluster` set): it sends `/live` the messages and readings it
+   * received from their publishers, and its registry learns from every node's.
+   */
+  clustered?: boolean
 }
 
 export const bridgeDefaults = { chatTopic: 'messages', valueUpdateIntervalMs: 1000, commandTimeoutMs: 5000 }
@@ -106,13 +112,13 @@ export function createBridge(parts: BridgeParts, opts: BridgeOptions = {}): Brid
     // what a device said before, sent again because we subscribed: the registry's, not news
     if (message.replay) return learn(message)
     const envelope = toEnvelope(message)
-    fanout.send(envelope)
-    learnFrom(envelope)
+    fanout.send(envelope, message.local)
+    learnFrom(envelope, message.local)
     if (message.local && !message.topic.startsWith('$')) parts.record?.(envelope)
   }
 
-  function learnFrom(envelope: Envelope): void {
-    if (isDeviceTopic(envelope.topic)) registry.ingest(envelope)
+  function learnFrom(envelope: Envelope, local: boolean): void {
+    if (isDeviceTopic(envelope.topic)) registry.ingest(envelope, { local })
   }
   // chat is people talking, answers to commands are Pulseboard's, and `$` topics are the broker's
   const isDeviceTopic = (topic: string) => topic !== chatTopic && !topic.startsWith('$') && !topic.startsWith(REPLY_TOPIC_PREFIX)
@@ -131,7 +137,9 @@ export function createBridge(parts: BridgeParts, opts: BridgeOptions = {}): Brid
   const heldValues = new Map<string, DeviceState>()
   let lastValueFlush = 0
   let valueTimer: NodeJS.Timeout | null = null
-  function onUpdate(changed: DeviceState[], readings: Parameters<Fanout['sendDeviceUpdate']>[1], valuesOnly: DeviceState[]): void {
+  function onUpdate(changed: DeviceState[], all: Reading[], valuesOnly: DeviceState[], stored: Reading[]): void {
+    // in a cluster each reading goes out once, from the node that received its message
+    const readings = parts.clustered ? stored : all
     for (const d of changed) heldValues.delete(d.id)
     for (const d of valuesOnly) heldValues.set(d.id, d)
     const now = Date.now()
@@ -146,7 +154,7 @@ export function createBridge(parts: BridgeParts, opts: BridgeOptions = {}): Brid
   }
   function flushValues(): void {
     valueTimer = null
-    onUpdate([], [], [])
+    onUpdate([], [], [], [])
   }
   registry.on('update', onUpdate)
   const onForget = (id: string) => {

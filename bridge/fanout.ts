@@ -56,6 +56,13 @@ export interface FanoutOptions {
    * connection state recovery has them to send when it is back. @default 0 (no recovery)
    */
   recoveryWindowMs?: number
+  /**
+   * One of several nodes whose `/live` broadcasts reach every node's clients (socket.io's Redis
+   * adapter): `/live` gets only what `send` says this node received from its publisher, sent to
+   * every filter group of any node (`addGroup`), and told of each group made here; `/` and device
+   * events stay on this node, which sees every message.
+   */
+  cluster?: { announceGroup(filters: readonly string[]): void }
   onLimit?: OnLimit
 }
 
@@ -67,7 +74,7 @@ export const fanoutDefaults = {
   minIntervalMs: 1,
   maxIntervalMs: 16,
   recoveryWindowMs: 0,
-} satisfies Required<Omit<FanoutOptions, 'onLimit'>>
+} satisfies Required<Omit<FanoutOptions, 'onLimit' | 'cluster'>>
 
 export interface FanoutStats {
   /** Envelopes not sent to clients that were too far behind. */
@@ -101,10 +108,11 @@ export class Fanout {
   readonly stats: FanoutStats = { dropped: 0, slowClients: 0, laggedOut: 0, broadcasts: 0 }
   readonly #chat: ChatNamespace
   readonly #live: LiveNamespace
-  readonly #opts: Required<Omit<FanoutOptions, 'onLimit'>>
+  readonly #opts: Required<Omit<FanoutOptions, 'onLimit' | 'cluster'>>
   readonly #onLimit: OnLimit
-  /** Filter groups by room name; each `/live` client is in exactly one. */
-  readonly #groups = new Map<string, { filters: string[]; members: number; emptySince: number }>()
+  readonly #cluster: FanoutOptions['cluster']
+  /** Filter groups by room name; each `/live` client is in exactly one. `remote`: a group of another node's clients. */
+  readonly #groups = new Map<string, { filters: string[]; members: number; emptySince: number; remote?: true }>()
   /** When the last client following devices left; device updates go on for the recovery window after. */
   #devicesEmptySince = -Infinity
   /** Clients skipped for now, and their namespace. */
@@ -115,6 +123,8 @@ export class Fanout {
   #tick = 0
   readonly #lagTimer: NodeJS.Timeout
   #queue: Envelope[] = []
+  /** In a cluster: the queued messages this node sends to `/live` (it received them from their publishers). */
+  #liveQueue: Envelope[] = []
   #cancel: (() => void) | null = null
   #lastFlush = -Infinity
   #intervalMs: number
@@ -122,8 +132,9 @@ export class Fanout {
   constructor(chat: ChatNamespace, live: LiveNamespace, opts: FanoutOptions = {}) {
     this.#chat = chat
     this.#live = live
-    const { onLimit, ...rest } = opts
+    const { onLimit, cluster, ...rest } = opts
     this.#opts = { ...fanoutDefaults, ...rest }
+    this.#cluster = cluster
     this.#onLimit = onLimit ?? (() => {})
     this.#intervalMs = this.#opts.minIntervalMs
     this.#lagTimer = setInterval(() => this.#disconnectLagging(), LAG_TICK_MS)
@@ -155,8 +166,10 @@ export class Fanout {
     return socket.data.filters
   }
 
-  send(envelope: Envelope): void {
+  /** A message for every client; in a cluster, `origin` false keeps it from `/live` (its node sends it there). */
+  send(envelope: Envelope, origin = true): void {
     this.#queue.push(envelope)
+    if (this.#cluster && origin) this.#liveQueue.push(envelope)
     if (this.#cancel) return
     const wait = this.#lastFlush + this.#intervalMs - performance.now()
     if (wait <= 0) {
@@ -173,6 +186,8 @@ export class Fanout {
     const queue = this.#queue
     if (queue.length === 0) return
     this.#queue = []
+    const liveQueue = this.#cluster ? this.#liveQueue : queue
+    this.#liveQueue = []
     this.#lastFlush = performance.now()
     // a batch that fills a good part of a frame means the rate is high: wait longer next time
     this.#intervalMs =
@@ -194,8 +209,8 @@ export class Fanout {
     }
     if (chatTarget) this.stats.broadcasts += chatCount
 
-    for (const [room, group] of this.#groups) {
-      const batch = queue.filter((e) => group.filters.some((f) => topicMatches(f, e.topic)))
+    for (const [room, group] of liveQueue.length > 0 ? this.#groups : []) {
+      const batch = liveQueue.filter((e) => group.filters.some((f) => topicMatches(f, e.topic)))
       missed.set(room, batch.length)
       for (let i = 0; i < batch.length; i += this.#opts.maxBatch) {
         const chunk = batch.slice(i, i + this.#opts.maxBatch)
@@ -213,7 +228,14 @@ export class Fanout {
   }
 
   /** Device changes and readings, already batched by the registry. */
+  /** Device changes and readings, already batched by the registry; in a cluster, `readings` are this node's to send to all. */
   sendDeviceUpdate(changed: DeviceState[], readings: Reading[]): void {
+    if (this.#cluster) {
+      // every node's registry sees every message and tells its own clients of device changes
+      if (changed.length > 0) this.#live.local.to(DEVICES).except(LAGGING).emit('device', changed)
+      if (readings.length > 0) this.#live.to(DEVICES).except(LAGGING).emit('readings', readings)
+      return
+    }
     // socket.io encodes a broadcast before it looks for receivers; skip the work when there are none
     if (!this.#live.adapter.rooms.get(DEVICES)?.size && performance.now() - this.#devicesEmptySince > this.#opts.recoveryWindowMs) return
     const target = this.#live.to(DEVICES).except(LAGGING)
@@ -221,9 +243,16 @@ export class Fanout {
     if (readings.length > 0) target.emit('readings', readings)
   }
 
-  /** A device the registry no longer knows. */
+  /** A device the registry no longer knows (in a cluster, every node's registry forgets it and tells its own clients). */
   sendForget(id: string): void {
-    this.#live.to(DEVICES).emit('forget', id)
+    ;(this.#cluster ? this.#live.local : this.#live).to(DEVICES).emit('forget', id)
+  }
+
+  /** A filter group of another node's clients: this node's messages go to it too. */
+  addGroup(filters: string[]): void {
+    const sorted = normalize(filters)
+    const room = roomOf(sorted)
+    if (!this.#groups.has(room)) this.#groups.set(room, { filters: sorted, members: 0, emptySince: 0, remote: true })
   }
 
   close(): void {
@@ -237,7 +266,10 @@ export class Fanout {
     const room = roomOf(filters)
     const group = this.#groups.get(room)
     if (group) group.members++
-    else this.#groups.set(room, { filters, members: 1, emptySince: 0 })
+    else {
+      this.#groups.set(room, { filters, members: 1, emptySince: 0 })
+      this.#cluster?.announceGroup(filters)
+    }
     void socket.join(room)
   }
 
@@ -291,7 +323,7 @@ export class Fanout {
     this.#tick++
     const now = performance.now()
     for (const [room, group] of this.#groups) {
-      if (group.members === 0 && now - group.emptySince > this.#opts.recoveryWindowMs) this.#groups.delete(room)
+      if (group.members === 0 && !group.remote && now - group.emptySince > this.#opts.recoveryWindowMs) this.#groups.delete(room)
     }
     const maxTicks = Math.ceil(this.#opts.maxLagMs / LAG_TICK_MS)
     for (const [socket, backlog] of this.#backlogs) {

@@ -59,6 +59,11 @@ export interface BrokerOptions extends Partial<BrokerLimits> {
   authenticate?: (username: string | undefined, password: Buffer | undefined, clientId: string, address: string) => Promise<Principal | { refused: 4 | 5; reason: string }>
   /** Where retained messages, sessions and their queues live; kept within the limits either way. @default in memory */
   persistence?: AsyncPersistence
+  /**
+   * How publishes reach subscribers: an MQEmitter shared by several brokers (mqemitter-redis)
+   * makes one broker of them. @default aedes' own, in this process
+   */
+  mq?: unknown
 }
 
 /** A message as the broker delivers it to an in-process subscriber. */
@@ -218,6 +223,7 @@ export async function createBroker(opts: BrokerOptions = {}): Promise<Broker> {
 
   const hooks: AedesOptions = {
     persistence,
+    ...(opts.mq !== undefined && { mq: opts.mq }),
     preConnect(client, packet, done) {
       connecting.set(client, packet)
       // [MQTT-3.1.2-24] the server disconnects after 1.5 × keepalive of silence; a client that asks

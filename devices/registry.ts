@@ -65,9 +65,11 @@ export interface RegistryEvents {
    * One batch: devices with a change that matters (online, stale, name, a new metric or topic),
    * the readings accepted since the last batch, and devices whose only change is new values.
    */
-  update: [changed: DeviceState[], readings: Reading[], valuesOnly: DeviceState[]]
+  update: [changed: DeviceState[], readings: Reading[], valuesOnly: DeviceState[], stored: Reading[]]
   /** A device was forgotten: to stay within `maxDevices`, or because a user asked. */
   forget: [id: string]
+  /** A user named a device (null: back to its announced name). */
+  rename: [id: string, name: string | null]
 }
 
 /**
@@ -91,6 +93,10 @@ export class Registry extends EventEmitter<RegistryEvents> {
   /** Devices whose only change is new values and last-seen time. */
   readonly #valuesChanged = new Set<Device>()
   #readings: Reading[] = []
+  /** The readings of messages this node received from their publishers: the ones it stores. */
+  #stored: Reading[] = []
+  /** Every reading so far came from a local message: `#stored` is `#readings`, kept once. */
+  #allLocal = true
   #factsSeen = 0
   #flushTimer: NodeJS.Timeout | null = null
   readonly #staleTimer: NodeJS.Timeout
@@ -183,7 +189,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
    * it learns what was announced and fills values not known yet, but the device did not speak
    * now: its last-seen time, presence and history stay as they were.
    */
-  ingest(envelope: Envelope, { replay = false } = {}): void {
+  ingest(envelope: Envelope, { replay = false, local = true } = {}): void {
     this.#topicIndex.remember(envelope)
     if (envelope.encoding) return // readings are text: numbers, JSON, ON/OFF
     const { readings, facts } = this.#parser.parse(envelope.topic, envelope.payload, envelope.ts)
@@ -200,7 +206,15 @@ export class Registry extends EventEmitter<RegistryEvents> {
       const device = this.#device(reading.device)
       if (replay && reading.metric in device.state.metrics) continue
       const applied = this.#applyReading(device, reading)
-      if (applied !== 'refused' && !replay) this.#readings.push(reading)
+      if (applied !== 'refused' && !replay) {
+        this.#readings.push(reading)
+        if (local && !this.#allLocal) this.#stored.push(reading)
+        else if (!local && this.#allLocal) {
+          // the first reading from another node: from now on the stored ones are a list of their own
+          this.#allLocal = false
+          this.#stored = this.#readings.slice(0, -1)
+        }
+      }
       touch(device, applied === 'new')
     }
     // properties reach us only over MQTT 5: this device can answer commands sent as requests
@@ -262,6 +276,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
       device.state.renamed = true
       device.state.name = name
     }
+    this.emit('rename', id, name)
     this.#changed.add(device)
     this.#schedule()
     return device.state
@@ -439,10 +454,13 @@ export class Registry extends EventEmitter<RegistryEvents> {
     const changed = [...this.#changed].map((d) => d.state)
     const valuesOnly = [...this.#valuesChanged].filter((d) => !this.#changed.has(d)).map((d) => d.state)
     const readings = this.#readings
+    const stored = this.#allLocal ? readings : this.#stored
     this.#changed.clear()
     this.#valuesChanged.clear()
     this.#readings = []
-    if (changed.length > 0 || readings.length > 0 || valuesOnly.length > 0) this.emit('update', changed, readings, valuesOnly)
+    this.#stored = []
+    this.#allLocal = true
+    if (changed.length > 0 || readings.length > 0 || valuesOnly.length > 0) this.emit('update', changed, readings, valuesOnly, stored)
   }
 }
 

@@ -3,6 +3,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import helmet from '@fastify/helmet'
 import { WebSocketServer, createWebSocketStream } from 'ws'
 import { Server } from 'socket.io'
+import type { Adapter } from 'socket.io-adapter'
 import type { Logger } from 'pino'
 import type { ZodType } from 'zod'
 import { CodedError, ERRORS, LIVE_NAMESPACE, type ErrorCode, type ErrorReply, type Principal } from '../protocol/index.ts'
@@ -42,6 +43,8 @@ export interface HttpServerOptions extends OriginCheckOptions {
   maxSockets: number
   /** Bytes of broadcasts kept for `/live` clients that reconnect within a minute. */
   maxRecoveryBytes: number
+  /** socket.io's adapter instead of the bounded in-memory one: a cluster's, shared through Redis. */
+  adapter?: typeof Adapter
   logger?: Logger
   onLimit?: OnLimit
 }
@@ -154,7 +157,7 @@ export async function createHttpServer(opts: HttpServerOptions): Promise<HttpSer
     // (bridge/recovery.ts). The handshake middlewares run again: a recovered socket is
     // authenticated anew, never handed the principal of the session it restores.
     connectionStateRecovery: { maxDisconnectionDuration: RECOVERY_WINDOW_MS, skipMiddlewares: false },
-    adapter: recoveryAdapter(LIVE_NAMESPACE, opts.maxRecoveryBytes, opts.onLimit ?? (() => {})),
+    adapter: opts.adapter ?? recoveryAdapter(LIVE_NAMESPACE, opts.maxRecoveryBytes, opts.onLimit ?? (() => {})),
     // a socket message carries at most one MQTT payload, maybe as base64, plus its envelope
     maxHttpBufferSize: Math.ceil(opts.maxPacketSize * 1.4) + 4096,
     // we answer upgrades on other paths ourselves (MQTT over WebSocket)

@@ -5,7 +5,7 @@ import net from 'node:net'
 import tls from 'node:tls'
 import path from 'node:path'
 import type { Logger } from 'pino'
-import type { HealthReport } from '../protocol/index.ts'
+import { LIVE_NAMESPACE, type HealthReport } from '../protocol/index.ts'
 import { Access } from '../auth/access.ts'
 import { emptyConfig, type AccessConfig } from '../auth/config.ts'
 import { brokerDefaults, createBroker, type Broker, type BrokerOptions } from '../broker/broker.ts'
@@ -62,11 +62,19 @@ export interface PulseboardOptions extends BrokerOptions, BridgeOptions, OriginC
    * to it. Start fails with a BrokerConnectError when it refuses or cannot be reached.
    */
   externalBroker?: Omit<ExternalBrokerOptions, 'logger'>
+  /**
+   * One node of a cluster through this Redis (`redis://host:6379`): the embedded brokers share
+   * delivery, retained messages, sessions and queues; socket.io, presence and the devices are
+   * shared too. Start fails with a ClusterConnectError when Redis cannot be reached.
+   */
+  cluster?: { url: string; nodeId?: string }
   logger?: Logger
 }
 
 /** The database in the data directory. */
 export const DATABASE_FILE = 'pulseboard.db'
+/** Broadcasts a cluster keeps in its Redis stream for `/live` clients that reconnect, to any node. */
+const CLUSTER_STREAM_LENGTH = 10_000
 /** How often devices and discovery state are saved. */
 const SAVE_INTERVAL_MS = 5000
 
@@ -149,6 +157,13 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
     persistenceLoggedAt = Date.now()
     logger?.error({ err, failures: persistenceErrors }, `broker state could not be written to ${sqlite?.file}; the broker carries on from memory, and what was not written is lost at the next restart`)
   }
+  // loaded only for a cluster: a single node never pays for the Redis clients
+  const cluster = opts.cluster
+    ? await (await import('../cluster/redis.ts')).joinCluster({ ...opts.cluster, ...(logger && { logger }) }).catch(async (err: unknown) => {
+        await sqlite?.close()
+        throw err
+      })
+    : null
   // the embedded broker, or a connection to the one the user runs
   const external: ExternalSource | null = opts.externalBroker
     ? await externalSource({ ...opts.externalBroker, ...(logger && { logger }) }, policy, {
@@ -166,17 +181,21 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
         policy,
         onLimit,
         authenticate: (username, password, clientId, address) => access.mqtt(username, password, clientId, address),
-        ...(sqlite && { persistence: new SqlitePersistence(sqlite.db, persistenceFailed) }),
+        // a cluster's broker state is in Redis, where every node finds it
+        ...(cluster ? { persistence: cluster.persistence, mq: cluster.mq } : sqlite && { persistence: new SqlitePersistence(sqlite.db, persistenceFailed) }),
       })
-  const source: MessageSource = external ?? embeddedSource(broker!, policy)
+  const own: MessageSource = external ?? embeddedSource(broker!, policy)
+  const source: MessageSource = cluster ? cluster.share(own) : own
   const registry = new Registry({ onLimit, ...opts.registry }, (await store.loadFormats()) as FormatsState | undefined)
   deviceTopics = (id) => registry.get(id)?.topics ?? []
-  const restored = registry.restore(await store.loadDevices())
+  // in a cluster the devices every node sees are in Redis; this node's file has only its own
+  const restored = registry.restore(await (cluster ?? store).loadDevices())
   const saved = new Set(registry.list().map((d) => d.id))
   if (restored > 0) logger?.info({ devices: restored }, 'devices restored from the database')
 
-  registry.on('update', (changed, readings, valuesOnly) => {
-    if (readings.length > 0) store.append(readings)
+  registry.on('update', (changed, _readings, valuesOnly, stored) => {
+    // each reading is stored once, by the node that received its message
+    if (stored.length > 0) store.append(stored)
     for (const d of changed) dirty.add(d.id)
     for (const d of valuesOnly) dirty.add(d.id)
     // a device seen for the first time is saved with this batch, not at the next save: after a
@@ -196,6 +215,24 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
     dirty.delete(id)
     saved.delete(id)
     store.forget(id)
+    if (cluster && !applyingEdit) {
+      cluster.forgetDevice(id)
+      cluster.publishEdit({ op: 'forget', id })
+    }
+  })
+  // a user's rename or forget on any node changes every node's registry
+  let applyingEdit = false
+  registry.on('rename', (id, name) => {
+    if (cluster && !applyingEdit) cluster.publishEdit({ op: 'rename', id, name })
+  })
+  cluster?.onEdit((edit) => {
+    applyingEdit = true
+    try {
+      if (edit.op === 'rename') registry.rename(edit.id, edit.name)
+      else registry.forget(edit.id)
+    } finally {
+      applyingEdit = false
+    }
   })
   // Devices and what discovery taught the parsers are saved every few seconds, not at every
   // message: a restart needs their last state, and the readings themselves are stored as they come.
@@ -208,6 +245,7 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
     })
     dirty.clear()
     if (saved.length > 0) store.saveDevices(saved)
+    cluster?.saveDevices(saved)
     if (registry.factsSeen !== factsSaved) {
       factsSaved = registry.factsSeen
       store.saveFormats(registry.formats())
@@ -235,6 +273,7 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
     dashboardDir: opts.dashboardDir ?? pulseboardDefaults.dashboardDir,
     maxSockets: opts.maxSockets ?? pulseboardDefaults.maxSockets,
     maxRecoveryBytes: opts.maxRecoveryBytes ?? pulseboardDefaults.maxRecoveryBytes,
+    ...(cluster && { adapter: cluster.adapter(LIVE_NAMESPACE, CLUSTER_STREAM_LENGTH) }),
     ...(opts.allowOrigins && { allowOrigins: opts.allowOrigins }),
     ...(opts.publicUrl && { publicUrl: opts.publicUrl }),
     ...(logger && { logger }),
@@ -242,9 +281,14 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
   })
   registerAccess(http.fastify, access)
   const bridge = createBridge(
-    { source, io: http.io, registry, policy, identify: (handshake) => identifySocket(access, handshake), record: (e) => store.log([e]) },
-    { ...opts, onLimit },
+    { source, io: http.io, registry, policy, identify: (handshake) => identifySocket(access, handshake), record: (e) => store.log([e]), clustered: cluster !== null },
+    { ...opts, onLimit, ...(cluster && { fanout: { ...opts.fanout, cluster } }) },
   )
+  // every node's `/live` filter groups get this node's messages
+  if (cluster) {
+    for (const filters of await cluster.groups()) bridge.fanout.addGroup(filters)
+    cluster.onGroup((filters) => bridge.fanout.addGroup(filters))
+  }
   let uncaughtErrors = 0
   const metrics = createMetrics({ broker, source, bridge, registry, store }, limitLog.hits, () => uncaughtErrors)
 
@@ -309,6 +353,7 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
     clearInterval(saveTimer)
     // after the broker, whose persistence shares the database; writes out what is queued
     saveState()
+    await cluster?.close()
     await store.close()
     limitLog.close()
   }

@@ -1,13 +1,16 @@
 #!/bin/sh
 # Installs what npm cannot install but the tests use: Debian's chromium (browser
 # tests), mosquitto and mosquitto-clients, python3-socketio (interop with
-# third-party clients and brokers). As root it uses apt-get; otherwise it names
+# third-party clients and brokers), redis-server and postgresql (the cluster and
+# its history, each test starting its own on a free port). As root it uses apt-get; otherwise it names
 # what to install.
 set -e
 missing=""
 [ -x /usr/bin/chromium ] || missing="$missing chromium"
 [ -x /usr/sbin/mosquitto ] || missing="$missing mosquitto"
 command -v mosquitto_pub >/dev/null 2>&1 || missing="$missing mosquitto-clients"
+command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$missing postgresql"
 /usr/bin/python3 -c 'import socketio, requests, websocket' 2>/dev/null ||
   missing="$missing python3 python3-socketio python3-requests python3-websocket"
 [ -z "$missing" ] && exit 0

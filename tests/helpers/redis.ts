@@ -1,0 +1,34 @@
+import { spawn } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { freePort, waitForPort } from '../../bench/mosquitto.ts'
+
+export interface RedisServer {
+  port: number
+  url: string
+  close(): Promise<void>
+}
+
+/** Debian's redis-server on a free port of 127.0.0.1, without persistence, in a directory of its own. */
+export async function startRedis(): Promise<RedisServer> {
+  const port = await freePort()
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pulseboard-redis-'))
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' })
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  await Promise.race([
+    waitForPort(port, 5000),
+    exited.then(() => {
+      throw new Error('redis-server exited at start')
+    }),
+  ])
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    async close() {
+      child.kill('SIGTERM')
+      await exited
+      fs.rmSync(dir, { recursive: true, force: true })
+    },
+  }
+}
