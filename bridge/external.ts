@@ -61,6 +61,7 @@ const LOGIN_REFUSED: Record<number, string> = {
   0x87: 'not authorized',
   0x8c: 'bad authentication method',
 }
+const NOT_AUTHORIZED = new Set([5, 0x87])
 
 /**
  * An external MQTT broker (Mosquitto, EMQX, HiveMQ) as a MessageSource: one mqtt.js client,
@@ -160,7 +161,7 @@ export async function externalSource(opts: ExternalBrokerOptions, policy: Policy
   try {
     client = await connectFirst()
   } catch (err) {
-    throw new BrokerConnectError(explain(err as Error & { code?: number | string }, url))
+    throw new BrokerConnectError(diagnose(err as Error & { code?: number | string }, url, opts.username !== undefined).line)
   }
   log?.info({ broker: url, protocolVersion, clientId }, `connected to ${url} (MQTT ${protocolVersion === 5 ? '5' : '3.1.1'}) as ${clientId}`)
   setStatus({ connected: true })
@@ -170,7 +171,7 @@ export async function externalSource(opts: ExternalBrokerOptions, policy: Policy
     c.on('message', (topic, payload, packet) => onMessage(topic, payload, packet))
     c.on('error', (err) => {
       // a refused reconnection (a changed password) is the status until the next attempt
-      setStatus({ connected: false, error: explain(err as Error & { code?: number | string }, url) })
+      setStatus({ connected: false, error: diagnose(err as Error & { code?: number | string }, url, opts.username !== undefined).cause })
     })
     c.on('close', () => {
       subscribed = false
@@ -389,32 +390,38 @@ export async function externalSource(opts: ExternalBrokerOptions, policy: Policy
   return source
 }
 
-/** One line for people: what failed, and the flag that fixes it. */
-function explain(err: Error & { code?: number | string }, url: string): string {
+/**
+ * Why a connection failed: `cause` for the status (the dashboard, /api/health), and `line`, one
+ * line for people that also names the flag that fixes it. `loggedIn`: a user name was given.
+ */
+function diagnose(err: Error & { code?: number | string }, url: string, loggedIn: boolean): { cause: string; line: string } {
   const code = err.code
+  const reach = (cause: string, fix: string) => ({ cause, line: `cannot reach ${url}: ${cause}; ${fix}` })
   if (typeof code === 'number' && LOGIN_REFUSED[code]) {
-    return `${url} refused the login: ${LOGIN_REFUSED[code]}; check --broker-username and --broker-password`
+    // Mosquitto answers a wrong user name or password with "not authorized" (5, 0x87), never with 4 or 0x86
+    const cause = loggedIn && NOT_AUTHORIZED.has(code) ? 'bad user name or password, or the user is not authorized' : LOGIN_REFUSED[code]
+    return { cause: `login refused: ${cause}`, line: `${url} refused the login: ${cause}; check --broker-username and --broker-password` }
   }
-  if (typeof code === 'number') return `${url} refused the connection: ${err.message} (code ${code}); check --broker`
+  if (typeof code === 'number') return { cause: `refused: ${err.message} (code ${code})`, line: `${url} refused the connection: ${err.message} (code ${code}); check --broker` }
   switch (code) {
     case 'ECONNREFUSED':
-      return `cannot reach ${url}: connection refused; is the broker running, and is --broker right?`
+      return reach('connection refused', 'is the broker running, and is --broker right?')
     case 'ENOTFOUND':
     case 'EAI_AGAIN':
-      return `cannot reach ${url}: no such host; fix --broker`
+      return reach('no such host', 'fix --broker')
     case 'EHOSTUNREACH':
     case 'ENETUNREACH':
-      return `cannot reach ${url}: no route to the host; check the network or --broker`
+      return reach('no route to the host', 'check the network or --broker')
     case 'DEPTH_ZERO_SELF_SIGNED_CERT':
     case 'SELF_SIGNED_CERT_IN_CHAIN':
     case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
     case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY':
-      return `${url}: its TLS certificate is not trusted (${err.message}); give its CA with --broker-ca`
+      return { cause: `its TLS certificate is not trusted (${err.message})`, line: `${url}: its TLS certificate is not trusted (${err.message}); give its CA with --broker-ca` }
     case 'ERR_TLS_CERT_ALTNAME_INVALID':
-      return `${url}: its TLS certificate is for another name (${err.message}); connect by a name it has`
+      return { cause: `its TLS certificate is for another name (${err.message})`, line: `${url}: its TLS certificate is for another name (${err.message}); connect by a name it has` }
   }
-  if (/timeout/i.test(err.message)) return `cannot reach ${url}: no answer in time; is --broker right, and the port open?`
-  return `cannot connect to ${url}: ${err.message}; check --broker`
+  if (/timeout/i.test(err.message)) return reach('no answer in time', 'is --broker right, and the port open?')
+  return { cause: err.message, line: `cannot connect to ${url}: ${err.message}; check --broker` }
 }
 
 /** The URL as logs and the dashboard show it: never a password. */

@@ -10,14 +10,17 @@ receiver does, or one JSON envelope per line with --json.
 Options:
   -t, --topic <filter>  only topics matching this MQTT filter (+ and # wildcards);
                         repeat for several (default: everything but $SYS)
-      --json            print /live envelopes as NDJSON (for jq)
+      --json            print each /live envelope whole, one JSON object a line
+                        (topic, payload, ts, source, clientId, qos, retain, encoding,
+                        and the MQTT 5 properties when it has any), for jq
       --url <url>       Pulseboard server (env PULSEBOARD_URL, default http://localhost:5000)
       --token <token>   an API token, when the server has users (env PULSEBOARD_TOKEN)
   -h, --help            show this help
 
 Examples:
   pulseboard receive
-  pulseboard receive --json --topic 'devices/+/telemetry' | jq .payload`
+  pulseboard receive --json --topic 'devices/+/telemetry' | jq .payload
+  pulseboard receive --json | jq -c 'select(.properties.contentType == "application/json")'`
 
 export const command: Command = {
   usage,
@@ -37,6 +40,8 @@ export const command: Command = {
     const format = values.json
       ? (e: Envelope) => JSON.stringify(e)
       : (e: Envelope) => `receive message : ${e.payload}`
+    // one write per line: a pipe (jq, grep --line-buffered) gets each line as it arrives, and
+    // JSON.stringify escapes newlines, so a payload with them still makes one line
     const print = (e: Envelope) => {
       process.stdout.write(format(e) + '\n')
     }

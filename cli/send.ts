@@ -1,7 +1,13 @@
 import readline from 'node:readline'
 import { CliError, UsageError, integer, parse, serverUrl, type Command } from './args.ts'
 import { connectLive, type LiveClient } from './connect.ts'
-import { topicError, type Ack, type PublishRequest } from '../protocol/index.ts'
+import {
+  MessagePropertiesSchema,
+  topicError,
+  type Ack,
+  type MessageProperties,
+  type PublishRequest,
+} from '../protocol/index.ts'
 
 const PROMPT = 'message to send : '
 
@@ -19,9 +25,22 @@ Options:
       --token <token>  an API token, when the server has users (env PULSEBOARD_TOKEN)
   -h, --help           show this help
 
+MQTT 5 properties (with --topic; only an MQTT 5 broker, "pulseboard start --broker",
+carries them: the embedded one refuses them with E_MQTT5_REQUIRED):
+      --property <name=value>    a user property; repeat for several, a name
+                                 given twice keeps both values in order
+      --content-type <mime>      content type of the payload, e.g. application/json
+      --response-topic <topic>   where the receiver should send its answer
+      --correlation-data <text>  sent back with the answer, to match it (UTF-8)
+      --expiry <seconds>         message expiry interval: subscribers away longer
+                                 never get it
+
 Examples:
   pulseboard send "hello"
-  pulseboard send --topic devices/relay-1/commands '{"name":"relay","value":1}'`
+  pulseboard send --topic devices/relay-1/commands '{"name":"relay","value":1}'
+  pulseboard send --topic devices/relay-1/commands --content-type application/json \\
+    --response-topic replies/me --correlation-data req-1 --property origin=cli \\
+    '{"name":"relay","value":1}'`
 
 export const command: Command = {
   usage,
@@ -34,6 +53,11 @@ export const command: Command = {
         retain: { type: 'boolean' },
         url: { type: 'string' },
         token: { type: 'string' },
+        property: { type: 'string', multiple: true },
+        'content-type': { type: 'string' },
+        'response-topic': { type: 'string' },
+        'correlation-data': { type: 'string' },
+        expiry: { type: 'string' },
       },
       true,
     )
@@ -45,9 +69,15 @@ export const command: Command = {
     } else if (values.qos !== undefined || values.retain) {
       throw new UsageError('--qos and --retain go with --topic; chat text is sent at QoS 0')
     }
+    const properties = publishProperties(values)
+    if (topic === undefined && properties !== undefined) {
+      throw new UsageError(`${PROPERTY_FLAGS.join(', ')} go with --topic; chat text has no MQTT 5 properties`)
+    }
     const qos = integer(values.qos ?? '0', '--qos', 0, 2) as 0 | 1 | 2
     const toMessage = (text: string): PublishRequest | string =>
-      topic === undefined ? text : { topic, payload: text, qos, retain: values.retain ?? false }
+      topic === undefined
+        ? text
+        : { topic, payload: text, qos, retain: values.retain ?? false, ...(properties !== undefined && { properties }) }
 
     const token = values.token ?? process.env.PULSEBOARD_TOKEN
     const socket = await connectLive(url, token ? { token } : {})
@@ -62,6 +92,71 @@ export const command: Command = {
       socket.disconnect()
     }
   },
+}
+
+const PROPERTY_FLAGS = ['--property', '--content-type', '--response-topic', '--correlation-data', '--expiry']
+
+interface PropertyFlags {
+  property?: string[] | undefined
+  'content-type'?: string | undefined
+  'response-topic'?: string | undefined
+  'correlation-data'?: string | undefined
+  expiry?: string | undefined
+}
+
+/** The MQTT 5 properties the flags ask for, checked as the server will check them; undefined for none. */
+function publishProperties(flags: PropertyFlags): MessageProperties | undefined {
+  const properties: MessageProperties = {}
+  if (flags.property !== undefined) {
+    // a Map, so a name such as __proto__ is a name like any other
+    const user = new Map<string, string[]>()
+    for (const pair of flags.property) {
+      const at = pair.indexOf('=')
+      if (at < 0) throw new UsageError(`--property must be name=value, got ${JSON.stringify(pair)}`)
+      if (at === 0) throw new UsageError(`--property needs a name before =, got ${JSON.stringify(pair)}`)
+      const name = pair.slice(0, at)
+      user.set(name, [...(user.get(name) ?? []), pair.slice(at + 1)])
+    }
+    properties.userProperties = Object.fromEntries([...user].map(([name, values]) => [name, values.length === 1 ? values[0]! : values]))
+  }
+  const contentType = flags['content-type']
+  if (contentType !== undefined) {
+    if (contentType.trim() === '') throw new UsageError('--content-type must not be empty')
+    properties.contentType = contentType
+  }
+  const responseTopic = flags['response-topic']
+  if (responseTopic !== undefined) {
+    const problem = topicError(responseTopic)
+    if (problem) throw new UsageError(`--response-topic: ${problem}`)
+    properties.responseTopic = responseTopic
+  }
+  const correlation = flags['correlation-data']
+  if (correlation !== undefined) properties.correlationData = Buffer.from(correlation, 'utf8').toString('base64')
+  if (flags.expiry !== undefined) properties.messageExpiryInterval = integer(flags.expiry, '--expiry', 0, 0xffff_ffff)
+  if (Object.keys(properties).length === 0) return undefined
+  // the server's own bounds (lengths, counts), said here before anything is sent
+  const checked = MessagePropertiesSchema.safeParse(properties)
+  if (!checked.success) {
+    const issue = checked.error.issues[0]!
+    throw new UsageError(`MQTT 5 properties: ${[flagOf(issue.path), issue.message].filter(Boolean).join(': ')}`)
+  }
+  return properties
+}
+
+/** Which flag a schema issue is about, for the message. */
+function flagOf(path: readonly PropertyKey[]): string {
+  switch (path[0]) {
+    case 'userProperties':
+      return path.length > 1 ? `--property ${String(path[1])}` : '--property'
+    case 'contentType':
+      return '--content-type'
+    case 'responseTopic':
+      return '--response-topic'
+    case 'correlationData':
+      return '--correlation-data'
+    default:
+      return ''
+  }
 }
 
 /** Sends one message and waits for the server's acknowledgement; returns an error line or null. */

@@ -17,10 +17,17 @@ Options:
       --url <url>         broker (env MQTT_URL, default mqtt://127.0.0.1:1883)
       --prefix <text>     device id prefix, to run two fleets at once (default sim)
       --keepalive <s>     MQTT keepalive; a killed device shows offline after 1.5x (default 10)
+      --mqtt <3.1.1|5>    MQTT version (default 3.1.1; 4 means 3.1.1). With 5, every publish
+                          carries a content type and the user properties model and firmware,
+                          and a command with a response topic is answered there with its
+                          correlation data: {"ok":true,"name":...,"value":...}. The embedded
+                          broker speaks 3.1.1 only: for 5, point --url at Mosquitto, which
+                          "pulseboard start --broker" reads
   -h, --help              show this help
 
-Example:
-  pulseboard simulate --devices 20 --interval 1s --format mixed`
+Examples:
+  pulseboard simulate --devices 20 --interval 1s --format mixed
+  pulseboard simulate --mqtt 5 --url mqtt://127.0.0.1:1883   # against Mosquitto`
 
 export const command: Command = {
   usage,
@@ -32,6 +39,7 @@ export const command: Command = {
       url: { type: 'string' },
       prefix: { type: 'string' },
       keepalive: { type: 'string' },
+      mqtt: { type: 'string' },
     })
     const devices = integer(values.devices ?? '5', '--devices', 1, 100_000)
     const intervalMs = duration(values.interval, '--interval', 1000)
@@ -41,6 +49,7 @@ export const command: Command = {
     }
     const keepalive = integer(values.keepalive ?? '10', '--keepalive', 1, 65535)
     const url = values.url ?? process.env.MQTT_URL ?? 'mqtt://127.0.0.1:1883'
+    const protocolVersion = mqttVersion(values.mqtt)
 
     let fleet
     try {
@@ -50,6 +59,7 @@ export const command: Command = {
         intervalMs,
         format: format as FormatName | 'mixed',
         keepalive,
+        protocolVersion,
         ...(values.prefix !== undefined && { prefix: values.prefix }),
       })
     } catch (err) {
@@ -60,10 +70,18 @@ export const command: Command = {
       const s = fleet.status()
       return `${s.connected}/${s.devices} devices connected  ${s.messagesPerSecond.toFixed(0)} msg/s  ${s.published} published`
     }
-    process.stderr.write(`Connecting ${devices} ${format} devices to ${url} ...\n`)
+    const speaking = protocolVersion === 5 ? ' (MQTT 5)' : ''
+    process.stderr.write(`Connecting ${devices} ${format} devices${speaking} to ${url} ...\n`)
     try {
       await fleet.start()
     } catch (err) {
+      const refusal = protocolVersion === 5 ? refusedVersion(err) : null
+      if (refusal !== null) {
+        throw new CliError(
+          `the broker at ${url} speaks only MQTT 3.1.1 (it refused MQTT 5: ${refusal}); ` +
+            `use --mqtt 3.1.1, or run Pulseboard on Mosquitto with "pulseboard start --broker" (docs/devices.md)`,
+        )
+      }
       throw new CliError(`${(err as Error).message}; is "pulseboard start" running? Use --url to point elsewhere`)
     }
     process.stderr.write(`All connected. Publishing every ${intervalMs} ms; Ctrl-C to stop.\n`)
@@ -79,4 +97,31 @@ export const command: Command = {
     await fleet.close()
     process.stderr.write(`Stopped. ${line()}\n`)
   },
+}
+
+/** `--mqtt`: 3.1.1 (also written 4, its protocol level) or 5. */
+function mqttVersion(value: string | undefined): 4 | 5 {
+  switch (value?.trim()) {
+    case undefined:
+    case '3.1.1':
+    case '4':
+      return 4
+    case '5':
+    case '5.0':
+      return 5
+    default:
+      throw new UsageError(`--mqtt must be 3.1.1 or 5, got ${JSON.stringify(value)}`)
+  }
+}
+
+/**
+ * The broker refused the protocol version: CONNACK return code 1 (3.1.1, "Unacceptable protocol
+ * version", what aedes answers an MQTT 5 client) or reason code 0x84 (MQTT 5, "Unsupported Protocol Version").
+ */
+function refusedVersion(err: unknown): string | null {
+  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code
+    if (code === 1 || code === 0x84) return e.message.replace(/^Connection refused: /, '') || `CONNACK code ${code}`
+  }
+  return null
 }

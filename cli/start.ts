@@ -65,6 +65,11 @@ Options:
                            Pulseboard restarts (env BROKER_CLIENT_ID)
       --broker-filters <f> topic filters to subscribe to, comma-separated
                            (env BROKER_FILTERS, default "#")
+      --cluster <url>      join the other Pulseboard nodes on this Redis, e.g.
+                           redis://redis.lan:6379 (env CLUSTER_URL): devices and
+                           dashboards may use any node (docs/scale.md)
+      --node-id <name>     this node's name in the cluster (env NODE_ID,
+                           default <host name>-<random>)
       --command-timeout <time>
                            how long a command to an MQTT 5 device waits for its
                            answer (env COMMAND_TIMEOUT, default 5s)
@@ -136,6 +141,11 @@ const ConfigSchema = z.object({
       }
     })
     .optional(),
+  clusterUrl: z
+    .string()
+    .refine((v) => URL.canParse(v) && /^rediss?:$/.test(new URL(v).protocol), '--cluster (or CLUSTER_URL) must be a redis:// or rediss:// URL')
+    .optional(),
+  nodeId: z.string().regex(/^[\w.-]{1,64}$/, '--node-id (or NODE_ID) must be 1 to 64 letters, digits, dots, dashes or underscores').optional(),
   commandTimeoutMs: z
     .string()
     .transform((text, ctx) => {
@@ -182,6 +192,8 @@ export function readConfig(argv: string[], env: NodeJS.ProcessEnv): StartConfig 
     'broker-client-id': { type: 'string' },
     'broker-filters': { type: 'string' },
     'command-timeout': { type: 'string' },
+    cluster: { type: 'string' },
+    'node-id': { type: 'string' },
     'chat-topic': { type: 'string' },
     'log-level': { type: 'string' },
     ...Object.fromEntries(LIMIT_FLAGS.map((l) => [l.flag, { type: 'string' as const }])),
@@ -210,6 +222,8 @@ export function readConfig(argv: string[], env: NodeJS.ProcessEnv): StartConfig 
     brokerClientId: one('broker-client-id') ?? env.BROKER_CLIENT_ID,
     brokerFilters: (one('broker-filters') ?? env.BROKER_FILTERS)?.split(',').map((f) => f.trim()).filter(Boolean),
     commandTimeoutMs: one('command-timeout') ?? env.COMMAND_TIMEOUT,
+    clusterUrl: one('cluster') ?? env.CLUSTER_URL,
+    nodeId: one('node-id') ?? env.NODE_ID,
     chatTopic: one('chat-topic') ?? env.CHAT_TOPIC,
     logLevel: one('log-level') ?? env.LOG_LEVEL,
   }
@@ -229,6 +243,7 @@ export function readConfig(argv: string[], env: NodeJS.ProcessEnv): StartConfig 
       throw new UsageError('give --broker-password or --broker-password-file, not both')
     }
   }
+  if (raw.clusterUrl === undefined && raw.nodeId !== undefined) throw new UsageError('--node-id goes with --cluster (or CLUSTER_URL)')
   const limits: LimitValues = { broker: {}, registry: {}, store: {}, sqlite: {}, fanout: {}, app: {} }
   for (const l of LIMIT_FLAGS) {
     const text = one(l.flag) ?? env[envOf(l.flag)]
@@ -289,6 +304,7 @@ function banner(
   data: string,
   access: string,
   source: string,
+  cluster: string | null,
 ): string {
   const { port, mqttPort, mqttsPort } = ports
   const lan = hosts.find((h) => h !== 'localhost') ?? hosts[0]!
@@ -306,6 +322,7 @@ function banner(
     ...mqttRows,
     ['socket.io', [`${http}://${lan}:${port}  (namespaces / and /live)`]],
     ['Data', [data]],
+    ...(cluster ? [['Cluster', [cluster]] as [string, string[]]] : []),
     ['Access', [access]],
     ['Memory bound', [`${(memoryBound / 1024 ** 3).toFixed(1)} GiB more than idle, with these limits (docs/limits.md)`]],
   ]
@@ -354,7 +371,7 @@ export const command: Command = {
     const logger = await createLogger(config.logLevel)
     const {
       broker, registry, store, sqlite, fanout, app: appLimits, dataDir, noStore, retentionMs, logRetentionMs, configFile, tlsCert, tlsKey,
-      brokerUrl, brokerUsername, brokerPassword, brokerPasswordFile, brokerCa, brokerClientId, brokerFilters, commandTimeoutMs, ...rest
+      brokerUrl, brokerUsername, brokerPassword, brokerPasswordFile, brokerCa, brokerClientId, brokerFilters, commandTimeoutMs, clusterUrl, nodeId, ...rest
     } = config
     const externalBroker = brokerUrl === undefined ? undefined : externalOptions({ brokerUrl, brokerUsername, brokerPassword, brokerPasswordFile, brokerCa, brokerClientId, brokerFilters })
     if ((tlsCert === undefined) !== (tlsKey === undefined)) throw new UsageError('--tls-cert and --tls-key go together (or TLS_CERT and TLS_KEY)')
@@ -378,6 +395,7 @@ export const command: Command = {
         ...rest,
         ...(externalBroker && { externalBroker }),
         ...(commandTimeoutMs !== undefined && { commandTimeoutMs }),
+        ...(clusterUrl !== undefined && { cluster: { url: clusterUrl, ...(nodeId !== undefined && { nodeId }) } }),
         ...(tls && { tls }),
         ...(accessFile && { access: readAccess() }),
         ...broker,
@@ -392,6 +410,7 @@ export const command: Command = {
       // a database that is not ours, is damaged, or cannot be written: its message names the file and the fix
       if (err instanceof StoreOpenError) throw new CliError(err.message)
       if (err instanceof BrokerConnectError) throw new CliError(`--broker: ${err.message}`)
+      if (err instanceof Error && err.name === 'ClusterConnectError') throw new CliError(`--cluster: ${err.message}`)
       throw err
     }
     // Whatever still escapes is logged with its stack and counted; one bad input must not end the server for everyone.
@@ -416,7 +435,8 @@ export const command: Command = {
     }
     const data = noStore ? 'in memory only (--no-store): a restart forgets it' : `${path.resolve(dataDir, DATABASE_FILE)}`
     const accessLine = describeAccess(app.access.config, accessFile, app.access.enabled)
-    console.log(banner(reachableHosts(config.host), ports, tls !== undefined, memoryBudget(config).total, data, accessLine, app.source.description))
+    const cluster = app.nodeId === null ? null : `node ${app.nodeId} on ${clusterUrl?.replace(/\/\/[^@/]*@/, '//')}`
+    console.log(banner(reachableHosts(config.host), ports, tls !== undefined, memoryBudget(config).total, data, accessLine, app.source.description, cluster))
     if (!app.access.enabled) {
       logger.warn(`no users: anyone who reaches these ports can read and control every device. Add the first user with: pulseboard users add admin${accessFile ? ` --config ${accessFile}` : ''}`)
     }

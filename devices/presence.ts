@@ -81,7 +81,11 @@ export class Presence<D extends Tracked> {
     }
     if (state.asleep) this.#wake(device)
     const clientId = envelope.source === 'mqtt' ? envelope.clientId : undefined
-    if (!clientId) return false
+    if (!clientId) {
+      // an external broker does not say who published: the message itself proves the device is there
+      if (envelope.source === 'mqtt' && !presence.announcesStatus) this.#setOnline(device, true)
+      return false
+    }
     const moved = state.clientId !== clientId
     state.clientId = clientId
     const will = this.#wills.get(clientId)

@@ -20,6 +20,8 @@ export interface HealthReport {
   /** Seconds since the server started. */
   uptime: number
   broker: BrokerStatus
+  /** With `--cluster`: this node's name, and how many nodes beat in Redis now. */
+  cluster?: { nodeId: string; nodes: number }
   /**
    * `port` is the MQTT over TCP port devices connect to, and `clients` how many are connected;
    * both are null with an external broker, where devices connect to it and not to Pulseboard.

@@ -108,6 +108,8 @@ export interface Pulseboard {
   readonly http: HttpServer
   /** Credentials, sessions and the Policy; `reload` takes a changed config file. */
   readonly access: Access
+  /** This node's name in its cluster (`cluster`), or null for a single node. */
+  readonly nodeId: string | null
   /** Starts the listeners; resolves with the ports actually bound (`mqttsPort` with TLS; no MQTT ports on an external broker). */
   listen(): Promise<ListeningPorts>
   /** Reads the certificate and key files again (SIGHUP): new connections get them, open ones carry on. */
@@ -302,6 +304,7 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
         status: 'ok',
         uptime: (Date.now() - startedAt) / 1000,
         broker: source.status(),
+        ...(cluster && { cluster: { nodeId: cluster.nodeId, nodes: cluster.stats.nodes } }),
         mqtt: {
           port: broker ? mqttPort : null,
           clients: broker ? broker.stats.clients : null,
@@ -364,7 +367,7 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
     bridge.live.disconnectSockets()
   }
 
-  return { broker, source, registry, store, bridge, http, access, listen, reloadTls, reloadAccess, uncaught, close }
+  return { broker, source, registry, store, bridge, http, access, nodeId: cluster?.nodeId ?? null, listen, reloadTls, reloadAccess, uncaught, close }
 }
 
 function listenOn(server: net.Server, listener: 'mqtt' | 'mqtts' | 'http', port: number, host?: string): Promise<number> {

@@ -2,7 +2,8 @@
  * One simulated device: its own MQTT connection, will and birth messages, a publish timer, and
  * the commands its firmware understands. The fleet owns many of these.
  */
-import { connect, type MqttClient } from 'mqtt'
+import { connect, type IClientPublishOptions, type IPublishPacket, type MqttClient } from 'mqtt'
+import { topicError } from '../protocol/topics.ts'
 import {
   FORMATS,
   type Command,
@@ -33,7 +34,22 @@ export interface DeviceOptions {
   intervalMs: number
   /** Delay before the first periodic publish, so a fleet does not publish in one tick. */
   startDelayMs: number
+  /**
+   * MQTT protocol level: 4 is 3.1.1; 5 adds properties to every publish and answers requests
+   * (a command with a response topic).
+   */
+  protocolVersion: 4 | 5
+  /** What kind of device it is (`weather-station`, ...), named in its MQTT 5 user properties. */
+  model: string
 }
+
+/** Properties of an MQTT 5 publish, as mqtt.js takes them. */
+type PublishProperties = NonNullable<IClientPublishOptions['properties']>
+
+/** What an MQTT 5 device answers to a request: the command's state after it, or why it did nothing. */
+export type RequestAnswer =
+  | { ok: true; name: Command['kind']; value: boolean | number }
+  | { ok: false; error: string }
 
 /** How a device reports to its fleet (devices never print). */
 export interface DeviceHooks {
@@ -67,6 +83,7 @@ export class SimulatedDevice {
   #online = false
   #everConnected = false
   #closing: Promise<void> | null = null
+  readonly #userProperties: Record<string, string>
 
   constructor(options: DeviceOptions, hooks: DeviceHooks) {
     this.id = options.id
@@ -79,6 +96,7 @@ export class SimulatedDevice {
     this.#intervalMs = options.intervalMs
     this.#energy = initialEnergy(options.seed)
     this.#lastEnergyAt = this.#bootAt
+    this.#userProperties = { model: options.model, firmware: options.format }
   }
 
   /** The device's own MQTT connection, once start() has been called. */
@@ -103,7 +121,10 @@ export class SimulatedDevice {
     if (this.#client !== null) throw new Error(`device ${this.id} already started`)
     const o = this.#options
     const will = this.#firmware.will(this)
+    const v5 = o.protocolVersion === 5
     const client = connect(o.url, {
+      // Only MQTT 5 names its version: under 3.1.1 the options, and so the packets, are what they always were.
+      ...(v5 && { protocolVersion: 5 as const }),
       clientId: o.id,
       keepalive: o.keepalive,
       clean: true,
@@ -113,12 +134,18 @@ export class SimulatedDevice {
       resubscribe: false,
       // Stale telemetry is worthless: drop QoS 0 while offline instead of flooding on reconnect.
       queueQoSZero: false,
-      will: { topic: will.topic, payload: Buffer.from(will.payload), qos: will.qos, retain: will.retain },
+      will: {
+        topic: will.topic,
+        payload: Buffer.from(will.payload),
+        qos: will.qos,
+        retain: will.retain,
+        ...(v5 && { properties: this.#properties(will.payload) }),
+      },
     })
     this.#client = client
     client.on('connect', () => this.#onConnect())
     client.on('close', () => this.#onClose())
-    client.on('message', (topic, payload) => this.#onMessage(topic, payload))
+    client.on('message', (topic, payload, packet) => this.#onMessage(topic, payload, packet))
     return new Promise<void>((resolve, reject) => {
       const settle = (error?: Error): void => {
         client.off('connect', onConnect)
@@ -156,7 +183,7 @@ export class SimulatedDevice {
       this.#hooks.published(1)
       acknowledged = await new Promise<boolean>((resolve) => {
         const timer = setTimeout(() => resolve(false), OFFLINE_ACK_TIMEOUT_MS)
-        client.publish(offline.topic, offline.payload, { qos: offline.qos, retain: offline.retain }, (error) => {
+        client.publish(offline.topic, offline.payload, this.#publishOptions(offline), (error) => {
           clearTimeout(timer)
           resolve(error === undefined || error === null)
         })
@@ -192,10 +219,19 @@ export class SimulatedDevice {
     this.#hooks.disconnected()
   }
 
-  #onMessage(topic: string, payload: Buffer): void {
-    const command = this.#firmware.parseCommand(this, topic, payload.toString('utf8'))
-    // Like firmware, ignore what it does not understand.
-    if (command === null) return
+  #onMessage(topic: string, payload: Buffer, packet: IPublishPacket): void {
+    const text = payload.toString('utf8')
+    const command = this.#firmware.parseCommand(this, topic, text)
+    // A request is a message with a response topic (MQTT 5.0, 4.10 Request / Response); 3.1.1 has none.
+    const request = this.#options.protocolVersion === 5 ? packet.properties : undefined
+    if (command === null) {
+      // Like firmware, ignore what it does not understand; but a requester is told, not left waiting.
+      if (request?.responseTopic !== undefined) {
+        const shown = text.length > 64 ? `${text.slice(0, 64)}...` : text
+        this.#answer(packet, { ok: false, error: `unknown command on ${topic}: ${JSON.stringify(shown)}` })
+      }
+      return
+    }
     const now = Date.now()
     if (command.kind === 'relay') {
       // Account the energy drawn at the old power before the relay changes it.
@@ -207,8 +243,45 @@ export class SimulatedDevice {
       this.#schedule(command.ms)
     }
     const s = this.#sample(now)
+    if (request?.responseTopic !== undefined) {
+      const value = command.kind === 'relay' ? this.#relay : this.#intervalMs
+      this.#answer(packet, { ok: true, name: command.kind, value })
+    }
     this.#publish(this.#firmware.reply(this, command, s, this.#context(now)))
     this.#hooks.command(command)
+  }
+
+  /** Publishes `answer` to the request's response topic, with its correlation data, so the requester can match it. */
+  #answer(request: IPublishPacket, answer: RequestAnswer): void {
+    const client = this.#client
+    const topic = request.properties?.responseTopic
+    // A response topic is a topic name, wildcards not allowed; one we cannot publish to gets no answer.
+    if (client === null || !client.connected || topic === undefined || topicError(topic) !== null) return
+    const payload = JSON.stringify(answer)
+    const correlationData = request.properties?.correlationData
+    const properties: PublishProperties = {
+      ...this.#properties(payload),
+      ...(correlationData !== undefined && { correlationData }),
+    }
+    client.publish(topic, payload, { qos: request.qos === 0 ? 0 : 1, retain: false, properties }, (error) => {
+      if (error && this.#closing === null) this.#hooks.error(error)
+    })
+    this.#hooks.published(1)
+  }
+
+  /** What an MQTT 5 publish says of itself: the payload's type and which simulated device sent it. */
+  #properties(payload: string): PublishProperties {
+    return {
+      // every payload of a simulated firmware is UTF-8 text
+      payloadFormatIndicator: true,
+      contentType: isJson(payload) ? 'application/json' : 'text/plain',
+      userProperties: this.#userProperties,
+    }
+  }
+
+  #publishOptions(m: OutgoingMessage): IClientPublishOptions {
+    if (this.#options.protocolVersion !== 5) return { qos: m.qos, retain: m.retain }
+    return { qos: m.qos, retain: m.retain, properties: this.#properties(m.payload) }
   }
 
   #schedule(delayMs: number): void {
@@ -250,10 +323,22 @@ export class SimulatedDevice {
     const client = this.#client
     if (client === null || !client.connected || messages.length === 0) return
     for (const m of messages) {
-      client.publish(m.topic, m.payload, { qos: m.qos, retain: m.retain }, (error) => {
+      client.publish(m.topic, m.payload, this.#publishOptions(m), (error) => {
         if (error && this.#closing === null) this.#hooks.error(error)
       })
     }
     this.#hooks.published(messages.length)
+  }
+}
+
+/** A JSON object or array: what a reader would parse as a document, not a bare number or word. */
+function isJson(payload: string): boolean {
+  const first = payload.trimStart()[0]
+  if (first !== '{' && first !== '[') return false
+  try {
+    JSON.parse(payload)
+    return true
+  } catch {
+    return false
   }
 }

@@ -7,9 +7,10 @@ import type { MqttClient } from 'mqtt'
 import { z } from 'zod'
 import { SimulatedDevice } from './device.ts'
 import { FORMAT_NAMES, MAX_INTERVAL_MS, MIN_INTERVAL_MS, formatFor, type Command, type FormatName } from './formats.ts'
-import { deviceSeed, profileFor, seedFrom, type SensorKind } from './models.ts'
+import { deviceSeed, modelFor, profileFor, seedFrom, type SensorKind } from './models.ts'
 import { RateMeter } from './rate.ts'
 
+export type { RequestAnswer } from './device.ts'
 export type { Command, FormatName } from './formats.ts'
 export type { SensorKind } from './models.ts'
 
@@ -33,6 +34,12 @@ export interface FleetOptions {
   connectTimeoutMs?: number
   /** Seed of the sensor models; the same seed gives the same readings at the same time. @default derived from prefix */
   seed?: number
+  /**
+   * MQTT protocol level: 4 (3.1.1), or 5, where every publish carries properties (contentType,
+   * payloadFormatIndicator, the user properties `model` and `firmware`) and a command with a
+   * response topic is answered there with its correlation data. @default 4
+   */
+  protocolVersion?: 4 | 5
 }
 
 export interface FleetStatus {
@@ -89,6 +96,7 @@ const defaults = {
   prefix: 'sim',
   keepalive: 10,
   connectTimeoutMs: 5000,
+  protocolVersion: 4,
 } satisfies FleetOptions
 
 const OptionsSchema = z
@@ -103,6 +111,7 @@ const OptionsSchema = z
     keepalive: z.number().int().min(0).max(65_535),
     connectTimeoutMs: z.number().int().min(1).max(600_000),
     seed: z.number().int().min(0).max(0xffff_ffff).optional(),
+    protocolVersion: z.union([z.literal(4), z.literal(5)]),
   })
   .strict()
 
@@ -166,6 +175,8 @@ class SimulatorFleet extends EventEmitter<FleetEvents> implements Fleet {
           connectTimeoutMs: options.connectTimeoutMs,
           intervalMs: options.intervalMs,
           startDelayMs: staggerMs(index, options.devices, options.intervalMs),
+          protocolVersion: options.protocolVersion,
+          model: modelFor(index),
         },
         {
           published: (count) => {

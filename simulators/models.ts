@@ -47,6 +47,13 @@ export function profileFor(index: number): readonly SensorKind[] {
   return PROFILES[index % PROFILES.length]!
 }
 
+/** What kind of device each of PROFILES is; an MQTT 5 device names it in a user property (`model`). */
+export const PROFILE_MODELS: readonly string[] = ['weather-station', 'smart-plug', 'pir-sensor', 'thermometer', 'multisensor']
+
+export function modelFor(index: number): string {
+  return PROFILE_MODELS[index % PROFILE_MODELS.length]!
+}
+
 const DAY_MS = 86_400_000
 const HOUR_MS = 3_600_000
 const MINUTE_MS = 60_000

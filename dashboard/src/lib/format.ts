@@ -21,6 +21,12 @@ const byPrecision = [0, 1, 2, 3].map((digits) => new Intl.NumberFormat(undefined
 export const formatTime = (ts: number): string => time.format(ts)
 export const formatTimeMs = (ts: number): string => timeMs.format(ts)
 export const formatDateTime = (ts: number): string => dateTime.format(ts)
+
+/** "12:03:04" today, the date too on another day: a `since` can be old. */
+export function formatSince(ts: number, now = Date.now()): string {
+  return new Date(ts).toDateString() === new Date(now).toDateString() ? formatTime(ts) : formatDateTime(ts)
+}
+
 export const formatCount = (n: number): string => integer.format(n)
 export const formatExact = (n: number): string => exact.format(n)
 export const formatRate = (n: number): string => rate.format(n)

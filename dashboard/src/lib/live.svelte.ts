@@ -1,10 +1,12 @@
 import { io, type Socket } from 'socket.io-client'
+import { resetBrokerStatus, setBrokerStatus } from './broker.svelte.ts'
 import { loadDevices, removeDevice, replaceDevices, updateDevices } from './devices.svelte.ts'
 import { messageLog } from './messages.svelte.ts'
 import {
   LIVE_NAMESPACE,
   type Ack,
   type CommandRequest,
+  type CommandResult,
   type ErrorCode,
   type Envelope,
   type LiveAuth,
@@ -23,6 +25,11 @@ export type ConnectionStatus = 'connecting' | 'online' | 'reconnecting' | 'offli
 /** Failed attempts after which "reconnecting" becomes "offline" (still retrying, less often). */
 const OFFLINE_AFTER_ATTEMPTS = 4
 const ACK_TIMEOUT_MS = 5000
+/**
+ * A command to an MQTT 5 device is acknowledged once the device answers, or once the server
+ * gives up on it (E_DEVICE_TIMEOUT, after 5 s): wait for that, and for the server's own answer.
+ */
+const COMMAND_ACK_TIMEOUT_MS = 15_000
 
 /** The `/live` socket as the banner shows it. */
 export const connection = $state({
@@ -85,6 +92,8 @@ export function connectLive(): void {
     connection.refused = false
     connection.everConnected = true
     connection.connectedAt = c.at
+    // the server sends where its messages come from right after: what we knew may be stale
+    resetBrokerStatus()
     for (const fn of connectListeners) fn(c)
   })
   s.on('disconnect', (reason) => {
@@ -117,6 +126,7 @@ export function connectLive(): void {
   s.on('devices', replaceDevices)
   s.on('device', updateDevices)
   s.on('forget', removeDevice)
+  s.on('broker', setBrokerStatus)
   s.on('readings', (batch) => series.add(batch))
   s.on('message', (envelope) => receive([envelope]))
   s.on('messages', receive)
@@ -145,11 +155,12 @@ export function publish(message: PublishRequest | string): Promise<Reply> {
   return emitWithAck((s, ack) => s.emit('message', message, ack))
 }
 
-export function sendCommand(command: CommandRequest): Promise<Reply<{ topic: string; payload: string }>> {
-  return emitWithAck((s, ack) => s.emit('command', command, ack))
+/** `waitsForReply`: the device speaks MQTT 5 (`DeviceState.mqtt5`), so the ack waits for its answer. */
+export function sendCommand(command: CommandRequest, waitsForReply = false): Promise<Reply<CommandResult>> {
+  return emitWithAck((s, ack) => s.emit('command', command, ack), waitsForReply ? COMMAND_ACK_TIMEOUT_MS : ACK_TIMEOUT_MS)
 }
 
-function emitWithAck<T extends object>(send: (s: LiveSocket, ack: (ack: Ack<T>) => void) => void): Promise<Reply<T>> {
+function emitWithAck<T extends object>(send: (s: LiveSocket, ack: (ack: Ack<T>) => void) => void, timeoutMs = ACK_TIMEOUT_MS): Promise<Reply<T>> {
   return new Promise((resolve) => {
     const s = socket
     if (!s?.connected) {
@@ -157,8 +168,8 @@ function emitWithAck<T extends object>(send: (s: LiveSocket, ack: (ack: Ack<T>) 
       return
     }
     const timer = window.setTimeout(
-      () => resolve(failure('E_NO_ANSWER', `the server did not answer within ${ACK_TIMEOUT_MS / 1000} s`)),
-      ACK_TIMEOUT_MS,
+      () => resolve(failure('E_NO_ANSWER', `the server did not answer within ${timeoutMs / 1000} s`)),
+      timeoutMs,
     )
     send(s, (ack) => {
       window.clearTimeout(timer)
