@@ -112,8 +112,12 @@ export function createBridge(parts: BridgeParts, opts: BridgeOptions = {}): Brid
     // what a device said before, sent again because we subscribed: the registry's, not news
     if (message.replay) return learn(message)
     const envelope = toEnvelope(message)
-    fanout.send(envelope, message.local)
-    learnFrom(envelope, message.local)
+    if (message.storeOnly) {
+      if (isDeviceTopic(envelope.topic)) registry.ingest(envelope, { live: false })
+    } else {
+      fanout.send(envelope, message.local)
+      learnFrom(envelope, message.local)
+    }
     if (message.local && !message.topic.startsWith('$')) parts.record?.(envelope)
   }
 

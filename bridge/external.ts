@@ -23,6 +23,12 @@ export interface ExternalBrokerOptions {
   clientId?: string
   /** What Pulseboard subscribes to. @default ["#"] */
   filters?: string[]
+  /**
+   * Several Pulseboards on this broker: each also subscribes to `$share/<share>/<filter>`, and
+   * stores only what the broker hands it there, so each message is stored once; each still shows
+   * everything. Needs MQTT 5 (subscription identifiers tell the two copies apart).
+   */
+  share?: string
   /** How long the first connection may take before start fails. @default 10000 */
   connectTimeoutMs?: number
   logger?: Logger
@@ -50,6 +56,10 @@ const MAX_ECHOES = 10_000
 const MAX_REQUESTS = 1000
 /** How long a session given `clientId` lasts on the broker while Pulseboard is away. */
 const SESSION_EXPIRY_S = 3600
+
+/** Subscription identifiers: the copy to show, and the copy to store from the shared subscription. */
+const SHOWN = 1
+const SHARED = 2
 
 /** CONNACK codes that mean "not this protocol version" (3.1.1's 1, MQTT 5's 0x84). */
 const WRONG_VERSION = new Set([1, 0x84])
@@ -165,6 +175,9 @@ export async function externalSource(opts: ExternalBrokerOptions, policy: Policy
   }
   log?.info({ broker: url, protocolVersion, clientId }, `connected to ${url} (MQTT ${protocolVersion === 5 ? '5' : '3.1.1'}) as ${clientId}`)
   setStatus({ connected: true })
+  if (opts.share !== undefined && client.options.protocolVersion === 4) {
+    log?.error({ broker: url }, `--broker-share needs MQTT 5, and ${url} speaks 3.1.1: this node stores every message it sees, as every other node on the broker does`)
+  }
   watch(client)
 
   function watch(c: MqttClient): void {
@@ -207,7 +220,7 @@ export async function externalSource(opts: ExternalBrokerOptions, policy: Policy
     if (subscribed || handlers.size === 0 || !client.connected) return
     subscribed = true
     const wanted = [...filters, '$SYS/#', ...(filters.some((f) => topicMatches(f, replyTopic)) ? [] : [replyTopic])]
-    client.subscribe(wanted, { qos: 1 }, (err, granted) => {
+    const refused = (err: Error | null, granted: { topic: string; qos: number }[] | undefined) => {
       if (err) return log?.error({ broker: url, err }, `${url} refused the subscriptions: ${err.message}`)
       for (const g of granted ?? []) {
         // `$SYS` is optional: many brokers keep it from ordinary users
@@ -215,11 +228,22 @@ export async function externalSource(opts: ExternalBrokerOptions, policy: Policy
           log?.error({ broker: url, filter: g.topic, reasonCode: g.qos }, `${url} refused the subscription to ${g.topic}; check its ACL for ${opts.username ?? 'anonymous clients'}, or --broker-filters`)
         }
       }
-    })
+    }
+    client.subscribe(wanted, { qos: 1, ...(sharing() && { properties: { subscriptionIdentifier: SHOWN } }) }, refused)
+    if (sharing()) {
+      client.subscribe(
+        filters.map((f) => `$share/${opts.share}/${f}`),
+        { qos: 1, properties: { subscriptionIdentifier: SHARED } },
+        refused,
+      )
+    }
   }
 
   function onMessage(topic: string, payload: Buffer, packet: IPublishPacket): void {
     stats.messagesIn++
+    const ids = packet.properties?.subscriptionIdentifier
+    const viaShare = sharing() && (Array.isArray(ids) ? ids.includes(SHARED) : ids === SHARED)
+    if (viaShare) return storeCopy(topic, payload, packet)
     const properties = fromPacket(packet.properties)
     const socketId = takeEcho(topic, payload)
     const message: Message = {
@@ -230,7 +254,8 @@ export async function externalSource(opts: ExternalBrokerOptions, policy: Policy
       retain: packet.retain,
       ts: Date.now(),
       from: socketId === undefined ? { kind: 'mqtt' } : { kind: 'socket', socketId },
-      local: true,
+      // with several nodes on the broker, each stores what its shared subscription brings
+      local: !sharing(),
       ...(properties && { properties }),
       ...(packet.retain && { replay: true }),
     }
@@ -243,6 +268,30 @@ export async function externalSource(opts: ExternalBrokerOptions, policy: Policy
       }
     }
     if (topic.startsWith('$SYS/brokers/')) clientEvent(topic, payload)
+    for (const { filter, handler } of handlers) if (topicMatches(filter, topic)) handler(message)
+  }
+
+  function sharing(): boolean {
+    return opts.share !== undefined && protocolVersion === 5
+  }
+
+  /** The copy the shared subscription brought: this node stores it; its other copy was shown. */
+  function storeCopy(topic: string, payload: Buffer, packet: IPublishPacket): void {
+    // Mosquitto 2.0 sends retained messages to shared subscribers too, which MQTT 5 forbids [MQTT-3.8.4-5]:
+    // they were stored when first published
+    if (packet.retain) return
+    const properties = fromPacket(packet.properties)
+    const message: Message = {
+      topic,
+      payload,
+      qos: packet.qos,
+      retain: false,
+      ts: Date.now(),
+      from: { kind: 'mqtt' },
+      local: true,
+      storeOnly: true,
+      ...(properties && { properties }),
+    }
     for (const { filter, handler } of handlers) if (topicMatches(filter, topic)) handler(message)
   }
 

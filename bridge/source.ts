@@ -21,6 +21,11 @@ export interface Message {
    * reconnect): what a device said before, not a publish now. Only the registry learns from it.
    */
   replay?: boolean
+  /**
+   * A copy to store only: it came through a shared subscription (`$share/...`), which the broker
+   * gives one node of several, while every node's own subscription brought the copy it shows.
+   */
+  storeOnly?: boolean
 }
 
 /** What a socket client publishes. */

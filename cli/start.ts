@@ -70,6 +70,10 @@ Options:
                            dashboards may use any node (docs/scale.md)
       --node-id <name>     this node's name in the cluster (env NODE_ID,
                            default <host name>-<random>)
+      --broker-share <group>
+                           several Pulseboards on one broker: each stores what the
+                           broker's shared subscription $share/<group>/... hands it,
+                           so each message is stored once (env BROKER_SHARE; MQTT 5)
       --command-timeout <time>
                            how long a command to an MQTT 5 device waits for its
                            answer (env COMMAND_TIMEOUT, default 5s)
@@ -146,6 +150,7 @@ const ConfigSchema = z.object({
     .refine((v) => URL.canParse(v) && /^rediss?:$/.test(new URL(v).protocol), '--cluster (or CLUSTER_URL) must be a redis:// or rediss:// URL')
     .optional(),
   nodeId: z.string().regex(/^[\w.-]{1,64}$/, '--node-id (or NODE_ID) must be 1 to 64 letters, digits, dots, dashes or underscores').optional(),
+  brokerShare: z.string().regex(/^[^/+#$]{1,64}$/, '--broker-share (or BROKER_SHARE) must be a name of 1 to 64 characters without /, +, # or $').optional(),
   commandTimeoutMs: z
     .string()
     .transform((text, ctx) => {
@@ -192,6 +197,7 @@ export function readConfig(argv: string[], env: NodeJS.ProcessEnv): StartConfig 
     'broker-client-id': { type: 'string' },
     'broker-filters': { type: 'string' },
     'command-timeout': { type: 'string' },
+    'broker-share': { type: 'string' },
     cluster: { type: 'string' },
     'node-id': { type: 'string' },
     'chat-topic': { type: 'string' },
@@ -222,6 +228,7 @@ export function readConfig(argv: string[], env: NodeJS.ProcessEnv): StartConfig 
     brokerClientId: one('broker-client-id') ?? env.BROKER_CLIENT_ID,
     brokerFilters: (one('broker-filters') ?? env.BROKER_FILTERS)?.split(',').map((f) => f.trim()).filter(Boolean),
     commandTimeoutMs: one('command-timeout') ?? env.COMMAND_TIMEOUT,
+    brokerShare: one('broker-share') ?? env.BROKER_SHARE,
     clusterUrl: one('cluster') ?? env.CLUSTER_URL,
     nodeId: one('node-id') ?? env.NODE_ID,
     chatTopic: one('chat-topic') ?? env.CHAT_TOPIC,
@@ -234,7 +241,7 @@ export function readConfig(argv: string[], env: NodeJS.ProcessEnv): StartConfig 
     throw new UsageError(`${issue.message}, got ${JSON.stringify(value)}`)
   }
   if (raw.brokerUrl === undefined) {
-    const stray = (['broker-username', 'broker-password', 'broker-password-file', 'broker-ca', 'broker-client-id', 'broker-filters'] as const).find((f) => one(f) !== undefined)
+    const stray = (['broker-username', 'broker-password', 'broker-password-file', 'broker-ca', 'broker-client-id', 'broker-filters', 'broker-share'] as const).find((f) => one(f) !== undefined)
     if (stray) throw new UsageError(`--${stray} goes with --broker (or BROKER_URL)`)
   } else {
     const stray = (['mqtt-port', 'mqtts-port'] as const).find((f) => one(f) !== undefined)
@@ -343,7 +350,9 @@ function banner(
 }
 
 /** The external broker's options, its password and CA read from their files; a missing file is one line. */
-function externalOptions(c: Pick<StartConfig, 'brokerUrl' | 'brokerUsername' | 'brokerPassword' | 'brokerPasswordFile' | 'brokerCa' | 'brokerClientId' | 'brokerFilters'>): ExternalBrokerOptions {
+function externalOptions(
+  c: Pick<StartConfig, 'brokerUrl' | 'brokerUsername' | 'brokerPassword' | 'brokerPasswordFile' | 'brokerCa' | 'brokerClientId' | 'brokerFilters' | 'brokerShare'>,
+): ExternalBrokerOptions {
   const read = (file: string, flag: string) => {
     try {
       return readFileSync(file)
@@ -361,6 +370,7 @@ function externalOptions(c: Pick<StartConfig, 'brokerUrl' | 'brokerUsername' | '
     ...(c.brokerCa !== undefined && { ca: read(c.brokerCa, '--broker-ca') }),
     ...(c.brokerClientId !== undefined && { clientId: c.brokerClientId }),
     ...(c.brokerFilters !== undefined && { filters: c.brokerFilters }),
+    ...(c.brokerShare !== undefined && { share: c.brokerShare }),
   }
 }
 
@@ -371,9 +381,9 @@ export const command: Command = {
     const logger = await createLogger(config.logLevel)
     const {
       broker, registry, store, sqlite, fanout, app: appLimits, dataDir, noStore, retentionMs, logRetentionMs, configFile, tlsCert, tlsKey,
-      brokerUrl, brokerUsername, brokerPassword, brokerPasswordFile, brokerCa, brokerClientId, brokerFilters, commandTimeoutMs, clusterUrl, nodeId, ...rest
+      brokerUrl, brokerUsername, brokerPassword, brokerPasswordFile, brokerCa, brokerClientId, brokerFilters, brokerShare, commandTimeoutMs, clusterUrl, nodeId, ...rest
     } = config
-    const externalBroker = brokerUrl === undefined ? undefined : externalOptions({ brokerUrl, brokerUsername, brokerPassword, brokerPasswordFile, brokerCa, brokerClientId, brokerFilters })
+    const externalBroker = brokerUrl === undefined ? undefined : externalOptions({ brokerUrl, brokerUsername, brokerPassword, brokerPasswordFile, brokerCa, brokerClientId, brokerFilters, brokerShare })
     if ((tlsCert === undefined) !== (tlsKey === undefined)) throw new UsageError('--tls-cert and --tls-key go together (or TLS_CERT and TLS_KEY)')
     const tls = tlsCert !== undefined && tlsKey !== undefined ? { certFile: path.resolve(tlsCert), keyFile: path.resolve(tlsKey) } : undefined
     for (const file of tls ? [tls.certFile, tls.keyFile] : []) {

@@ -95,8 +95,6 @@ export class Registry extends EventEmitter<RegistryEvents> {
   #readings: Reading[] = []
   /** The readings of messages this node received from their publishers: the ones it stores. */
   #stored: Reading[] = []
-  /** Every reading so far came from a local message: `#stored` is `#readings`, kept once. */
-  #allLocal = true
   #factsSeen = 0
   #flushTimer: NodeJS.Timeout | null = null
   readonly #staleTimer: NodeJS.Timeout
@@ -189,7 +187,12 @@ export class Registry extends EventEmitter<RegistryEvents> {
    * it learns what was announced and fills values not known yet, but the device did not speak
    * now: its last-seen time, presence and history stay as they were.
    */
-  ingest(envelope: Envelope, { replay = false, local = true } = {}): void {
+  /**
+   * Learns from one message. `local`: this node received it from its publisher and stores its
+   * readings; `live`: its readings go to dashboards (false for a copy only to be stored, from a
+   * shared subscription, whose other copy was shown).
+   */
+  ingest(envelope: Envelope, { replay = false, local = true, live = true } = {}): void {
     this.#topicIndex.remember(envelope)
     if (envelope.encoding) return // readings are text: numbers, JSON, ON/OFF
     const { readings, facts } = this.#parser.parse(envelope.topic, envelope.payload, envelope.ts)
@@ -207,13 +210,8 @@ export class Registry extends EventEmitter<RegistryEvents> {
       if (replay && reading.metric in device.state.metrics) continue
       const applied = this.#applyReading(device, reading)
       if (applied !== 'refused' && !replay) {
-        this.#readings.push(reading)
-        if (local && !this.#allLocal) this.#stored.push(reading)
-        else if (!local && this.#allLocal) {
-          // the first reading from another node: from now on the stored ones are a list of their own
-          this.#allLocal = false
-          this.#stored = this.#readings.slice(0, -1)
-        }
+        if (live) this.#readings.push(reading)
+        if (local) this.#stored.push(reading)
       }
       touch(device, applied === 'new')
     }
@@ -454,13 +452,12 @@ export class Registry extends EventEmitter<RegistryEvents> {
     const changed = [...this.#changed].map((d) => d.state)
     const valuesOnly = [...this.#valuesChanged].filter((d) => !this.#changed.has(d)).map((d) => d.state)
     const readings = this.#readings
-    const stored = this.#allLocal ? readings : this.#stored
+    const stored = this.#stored
     this.#changed.clear()
     this.#valuesChanged.clear()
     this.#readings = []
     this.#stored = []
-    this.#allLocal = true
-    if (changed.length > 0 || readings.length > 0 || valuesOnly.length > 0) this.emit('update', changed, readings, valuesOnly, stored)
+    if (changed.length > 0 || readings.length > 0 || valuesOnly.length > 0 || stored.length > 0) this.emit('update', changed, readings, valuesOnly, stored)
   }
 }
 
