@@ -4,10 +4,13 @@ import { startMosquitto } from './mosquitto.ts'
 import { cpuPercent, sampleMetrics, sampleProcess, type ProcessSample } from './process-stats.ts'
 import type { PublisherConfig, PublisherReport } from './publisher.ts'
 import type { ReceiverConfig, ReceiverKind, ReceiverReport } from './receiver.ts'
-import type { ServeReady, ServedTarget, ServerPauses } from './serve.ts'
+import type { ServeConfig, ServeReady, ServedTarget, ServerPauses } from './serve.ts'
 
-/** Systems the bench can measure: the served ones, or Debian's mosquitto. */
-export type Target = ServedTarget | 'mosquitto'
+/**
+ * Systems the bench can measure: the served ones, Debian's mosquitto, or Pulseboard on
+ * mosquitto (`externalBroker`): devices publish to mosquitto, receivers connect to Pulseboard.
+ */
+export type Target = ServedTarget | 'mosquitto' | 'pulseboard-mosquitto'
 
 export interface ScenarioOptions {
   target: Target
@@ -43,6 +46,11 @@ export interface ScenarioResult {
   /** CPU of the load generator, % of one core, to tell when it rather than the server was the limit. */
   generatorCpu: { publishers: number; receivers: number }
   rssMb: number | null
+  /**
+   * A system of more than one process (pulseboard-mosquitto: Pulseboard, then mosquitto): the CPU
+   * and memory of each. `cpuPercent`, `rssMb` and `rssSeries` are then their sums, the system's cost.
+   */
+  processes?: ProcessFigures[]
   /** Resident memory over the measured window: [seconds, MB]. */
   rssSeries: [number, number][]
   /** The server's event-loop delay and garbage-collection pauses over the measured window; null for mosquitto or --url. */
@@ -51,13 +59,24 @@ export interface ScenarioResult {
   receiverLoopDelay: { p99: number; max: number }
 }
 
+export interface ProcessFigures {
+  name: string
+  cpuPercent: number
+  rssMb: number
+}
+
 export type Progress = (line: { phase: 'warmup' | 'measure' | 'drain'; seconds: number; deliveredPerSecond: number }) => void
+
+/** A sample of the whole system; of each of its processes too when it has more than one. */
+type SystemSample = ProcessSample & { parts?: ProcessSample[] }
 
 interface System {
   httpUrl: string
   host: string
   mqttPort: number
-  sample(): Promise<ProcessSample> | ProcessSample
+  sample(): Promise<SystemSample> | SystemSample
+  /** The names of its processes, in the order of `parts`, when it has more than one. */
+  processNames?: string[]
   /** Starts and ends the server's own measurement of its pauses, where it can. */
   measurePauses(): void
   pauses(): Promise<ServerPauses | null>
@@ -82,7 +101,35 @@ async function startSystem(opts: ScenarioOptions): Promise<System> {
     }
   }
   const profile = opts.profileDir ? ['--cpu-prof', '--cpu-prof-dir', opts.profileDir] : []
-  const server = await spawnRole<ServeReady, never>('serve', { target: opts.target }, profile)
+  if (opts.target === 'pulseboard-mosquitto') {
+    // devices publish to mosquitto; Pulseboard is one more client of it, and serves the receivers
+    const mosquitto = await startMosquitto()
+    let server: Role<ServeReady, never>
+    try {
+      const config: ServeConfig = { target: 'pulseboard', brokerUrl: `mqtt://127.0.0.1:${mosquitto.port}` }
+      server = await spawnRole<ServeReady, never>('serve', config, profile)
+    } catch (err) {
+      await mosquitto.stop()
+      throw err
+    }
+    return {
+      httpUrl: `http://127.0.0.1:${server.ready.port}`,
+      host: '127.0.0.1',
+      mqttPort: mosquitto.port,
+      sample: () => sumSamples([sampleProcess(server.pid), sampleProcess(mosquitto.pid)]),
+      processNames: ['pulseboard', 'mosquitto'],
+      measurePauses: () => server.send({ type: 'measure' }),
+      pauses: async () => {
+        server.send({ type: 'report' })
+        return (await server.next<{ pauses: ServerPauses }>('report')).pauses
+      },
+      stop: async () => {
+        await server.kill()
+        await mosquitto.stop()
+      },
+    }
+  }
+  const server = await spawnRole<ServeReady, never>('serve', { target: opts.target } satisfies ServeConfig, profile)
   return {
     httpUrl: `http://127.0.0.1:${server.ready.port}`,
     host: '127.0.0.1',
@@ -94,6 +141,16 @@ async function startSystem(opts: ScenarioOptions): Promise<System> {
       return (await server.next<{ pauses: ServerPauses }>('report')).pauses
     },
     stop: () => server.kill(),
+  }
+}
+
+/** The processes of a system together, and each on its own in `parts`. */
+function sumSamples(parts: ProcessSample[]): SystemSample {
+  return {
+    at: parts[0]!.at,
+    cpuSeconds: parts.reduce((sum, p) => sum + p.cpuSeconds, 0),
+    rssBytes: parts.reduce((sum, p) => sum + p.rssBytes, 0),
+    parts,
   }
 }
 
@@ -180,6 +237,9 @@ export async function runScenario(opts: ScenarioOptions, progress: Progress = ()
       const pauses = await system.pauses()
       const sentReports = await Promise.all(publishers.map((p) => (p.send({ type: 'stop' }), p.next<PublisherReport>('report'))))
       const measuredSeconds = (after.at - before.at) / 1000
+      const processes = system.processNames?.map(
+        (name, i): ProcessFigures => ({ name, cpuPercent: cpuPercent(before.parts![i]!, after.parts![i]!), rssMb: after.parts![i]!.rssBytes / 1e6 }),
+      )
 
       // messages still in flight count as delivered when they arrive, up to a few seconds
       phase = 'drain'
@@ -206,9 +266,10 @@ export async function runScenario(opts: ScenarioOptions, progress: Progress = ()
         latency: { p50: ms(50), p90: ms(90), p99: ms(99), max: Math.round(histogram.maxValue) / 1000 },
         lost: Math.max(0, measuredSent * opts.clients - delivered),
         duplicates: reports.reduce((a, r) => a + r.duplicates, 0),
-        cpuPercent: Number.isFinite(after.cpuSeconds) ? cpuPercent(before, after) : null,
+        cpuPercent: processes ? processes.reduce((sum, p) => sum + p.cpuPercent, 0) : Number.isFinite(after.cpuSeconds) ? cpuPercent(before, after) : null,
         generatorCpu: { publishers: generatorCpu(0, publishers.length), receivers: generatorCpu(publishers.length, Infinity) },
-        rssMb: Number.isFinite(after.rssBytes) ? after.rssBytes / 1e6 : null,
+        rssMb: processes ? processes.reduce((sum, p) => sum + p.rssMb, 0) : Number.isFinite(after.rssBytes) ? after.rssBytes / 1e6 : null,
+        ...(processes && { processes }),
         rssSeries,
         pauses,
         receiverLoopDelay: {

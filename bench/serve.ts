@@ -20,7 +20,13 @@ export interface ServerPauses {
   gc: { count: number; totalMs: number; maxMs: number; /** Pauses of 5 ms or more, by kind. */ long: Record<string, number> }
 }
 
-const ctx = roleContext<{ target: ServedTarget }>()
+export interface ServeConfig {
+  target: ServedTarget
+  /** pulseboard: run on this broker (`externalBroker`) instead of the embedded one; `mqttPort` is then 0. */
+  brokerUrl?: string
+}
+
+const ctx = roleContext<ServeConfig>()
 const CAPACITY = { maxConnections: 1_000_000, maxSockets: 1_000_000 }
 
 // Measured between the orders 'measure' and 'report': the tail of the latency is made of these.
@@ -69,9 +75,17 @@ try {
     case 'pulseboard': {
       // the bench measures capacity: the connection bounds of docs/limits.md must not be what it finds
       const { createPulseboard } = await import('../server/pulseboard.ts')
-      const app = await createPulseboard({ mqttPort: 0, port: 0, host: HOST, ...CAPACITY })
+      const { brokerUrl } = ctx.config
+      const app = await createPulseboard({
+        mqttPort: 0,
+        port: 0,
+        host: HOST,
+        ...CAPACITY,
+        ...(brokerUrl !== undefined && { externalBroker: { url: brokerUrl } }),
+      })
       const listening = await app.listen()
-      ports = { mqttPort: listening.mqttPort!, port: listening.port }
+      // on an external broker there is no MQTT listener: devices connect to the broker
+      ports = { mqttPort: listening.mqttPort ?? 0, port: listening.port }
       break
     }
     case 'naive': {

@@ -64,6 +64,11 @@ export interface BrokerOptions extends Partial<BrokerLimits> {
    * makes one broker of them. @default aedes' own, in this process
    */
   mq?: unknown
+  /**
+   * How often this broker says it is alive to the others sharing `mq`; one silent for 3 of these
+   * is dead, and its clients' wills are published within 4 of these. @default 60000 (aedes')
+   */
+  heartbeatIntervalMs?: number
 }
 
 /** A message as the broker delivers it to an in-process subscriber. */
@@ -224,6 +229,7 @@ export async function createBroker(opts: BrokerOptions = {}): Promise<Broker> {
   const hooks: AedesOptions = {
     persistence,
     ...(opts.mq !== undefined && { mq: opts.mq }),
+    ...(opts.heartbeatIntervalMs !== undefined && { heartbeatInterval: opts.heartbeatIntervalMs }),
     preConnect(client, packet, done) {
       connecting.set(client, packet)
       // [MQTT-3.1.2-24] the server disconnects after 1.5 × keepalive of silence; a client that asks

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { mosquittoInstalled } from '../bench/mosquitto.ts'
-import { runScenario, type ScenarioOptions, type ScenarioResult, type Target } from '../bench/run.ts'
+import { runScenario, type ProcessFigures, type ScenarioOptions, type ScenarioResult, type Target } from '../bench/run.ts'
 import { runScale, type ScaleResult } from '../bench/scale.ts'
 import { runDashboardBench } from '../bench/browser.ts'
 import { runFootprint } from '../bench/footprint.ts'
@@ -39,9 +39,13 @@ Options:
                          --no-store, for 10 min: CPU, memory, queue, database
                          size; then long-range queries and a 1 M-row CSV export,
                          in process and over HTTP) (default light)
-      --compare          run Pulseboard, a naive bridge, the broker alone and
-                         mosquitto (when installed), interleaved, and print ratios
-      --target <name>    pulseboard, naive, broker or mosquitto (default pulseboard)
+      --compare          run Pulseboard, Pulseboard on mosquitto, a naive bridge,
+                         the broker alone and mosquitto (the mosquitto ones when
+                         installed), interleaved, and print ratios
+      --target <name>    pulseboard, pulseboard-mosquitto (Pulseboard on Debian's
+                         mosquitto, as with start --broker: devices publish to
+                         mosquitto; CPU and RSS are the sum of the two, each in
+                         brackets), naive, broker or mosquitto (default pulseboard)
       --runs <n>         rounds; medians are reported (default 3 with --compare, else 1)
   -d, --devices <n>      publishing devices (history: 1000 per server)
   -r, --rate <n>         messages per second from all devices; 0 = as fast as possible
@@ -181,15 +185,19 @@ export const command: Command = {
   },
 }
 
+/** Targets that run Debian's mosquitto. */
+const NEEDS_MOSQUITTO: readonly Target[] = ['mosquitto', 'pulseboard-mosquitto']
+
 function chooseTargets(compare: boolean, target: string, scenario: string): Target[] {
-  const all: Target[] = ['pulseboard', 'naive', 'broker', 'mosquitto']
+  // embedded and external Pulseboard side by side in each round, so the two meet the same drift
+  const all: Target[] = ['pulseboard', 'pulseboard-mosquitto', 'naive', 'broker', 'mosquitto']
   if (!all.includes(target as Target)) throw new UsageError(`--target must be one of ${all.join(', ')}, got ${JSON.stringify(target)}`)
   if (!compare) {
-    if (target === 'mosquitto' && !mosquittoInstalled()) throw new UsageError('mosquitto is not installed; apt-get install mosquitto')
+    if (NEEDS_MOSQUITTO.includes(target as Target) && !mosquittoInstalled()) throw new UsageError('mosquitto is not installed; apt-get install mosquitto')
     return [target as Target]
   }
   const chosen: Target[] = scenario === 'broker' ? ['broker', 'mosquitto'] : all
-  return chosen.filter((t) => t !== 'mosquitto' || mosquittoInstalled())
+  return chosen.filter((t) => !NEEDS_MOSQUITTO.includes(t) || mosquittoInstalled())
 }
 
 function external(url: string, mqttUrl: string | undefined): ScenarioOptions['external'] {
@@ -201,7 +209,8 @@ function external(url: string, mqttUrl: string | undefined): ScenarioOptions['ex
 const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
 
 function summary(r: ScenarioResult): string {
-  return `${fmt(r.deliveredPerSecond)} deliveries/s, p50 ${fmt(r.latency.p50, 2)} ms, p99 ${fmt(r.latency.p99, 2)} ms, lost ${r.lost}, CPU ${r.cpuPercent === null ? 'n/a' : `${fmt(r.cpuPercent)} %`}`
+  const each = r.processes ? ` (${r.processes.map((p) => `${p.name} ${fmt(p.cpuPercent)}`).join(' + ')})` : ''
+  return `${fmt(r.deliveredPerSecond)} deliveries/s, p50 ${fmt(r.latency.p50, 2)} ms, p99 ${fmt(r.latency.p99, 2)} ms, lost ${r.lost}, CPU ${r.cpuPercent === null ? 'n/a' : `${fmt(r.cpuPercent)} %`}${each}`
 }
 
 /** The median of every figure, taken separately across runs. */
@@ -229,6 +238,14 @@ function median(rows: Row[]): ScenarioResult {
     duplicates: pick((r) => r.duplicates)!,
     cpuPercent: pick((r) => r.cpuPercent),
     rssMb: pick((r) => r.rssMb),
+    // each process's figures are medians of their own, so they need not add up to the system's median
+    ...(first.processes && {
+      processes: first.processes.map((p, i) => ({
+        name: p.name,
+        cpuPercent: pick((r) => r.processes?.[i]?.cpuPercent ?? null)!,
+        rssMb: pick((r) => r.processes?.[i]?.rssMb ?? null)!,
+      })),
+    }),
     generatorCpu: {
       publishers: pick((r) => r.generatorCpu.publishers)!,
       receivers: pick((r) => r.generatorCpu.receivers)!,
@@ -266,8 +283,8 @@ function table(results: ScenarioResult[], runs: number): string {
     fmt(r.latency.max, 1),
     fmt(r.lost),
     fmt(r.duplicates),
-    r.cpuPercent === null ? 'n/a' : fmt(r.cpuPercent),
-    r.rssMb === null ? 'n/a' : fmt(r.rssMb),
+    r.cpuPercent === null ? 'n/a' : fmt(r.cpuPercent) + parts(r, (p) => p.cpuPercent),
+    r.rssMb === null ? 'n/a' : fmt(r.rssMb) + parts(r, (p) => p.rssMb),
     r.pauses ? `${fmt(r.pauses.eventLoopDelay.p99, 1)}/${fmt(r.pauses.eventLoopDelay.max, 1)}` : 'n/a',
     r.pauses ? `${fmt(r.pauses.gc.totalMs)} (${fmt(r.pauses.gc.maxMs, 1)})` : 'n/a',
     fmt(r.receiverLoopDelay.p99, 1),
@@ -275,28 +292,73 @@ function table(results: ScenarioResult[], runs: number): string {
   ])
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
   const line = (cells: string[]) => cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')
-  return [`\n${runs > 1 ? `medians of ${runs} runs` : 'one run'}:`, line(head), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n')
+  const notes = results
+    .filter((r) => r.processes)
+    .map((r) => `${r.target}: CPU % and RSS MB are the system's, ${r.processes!.map((p) => p.name).join(' + ')}; each process's in brackets${runs > 1 ? ' (its own median)' : ''}`)
+  return [`\n${runs > 1 ? `medians of ${runs} runs` : 'one run'}:`, line(head), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line), ...notes].join('\n')
 }
 
-function ratios(results: ScenarioResult[]): Record<string, { deliveries: number; p99: number; cpu: number | null }> {
+/** ` (a+b)`: each process's share of a figure, for a system of more than one. */
+function parts(r: ScenarioResult, figure: (p: ProcessFigures) => number): string {
+  return r.processes ? ` (${r.processes.map((p) => fmt(figure(p))).join('+')})` : ''
+}
+
+interface Ratio {
+  deliveries: number
+  p99: number
+  /** Of the whole system: for a system of several processes, all of them together. */
+  cpu: number | null
+  /** A system of several processes against embedded Pulseboard: p50, memory, and its first process (Pulseboard's) alone. */
+  p50?: number
+  rss?: number | null
+  firstProcess?: { name: string; cpu: number | null; rss: number | null }
+}
+
+const ratio = (a: number | null, b: number | null) => (a !== null && b ? a / b : null)
+
+/**
+ * `pulseboard/<target>` for every other target; a system of several processes (Pulseboard on
+ * mosquitto) the other way round, `<target>/pulseboard`, against the embedded one, for the
+ * system and for Pulseboard's own process.
+ */
+function ratios(results: ScenarioResult[]): Record<string, Ratio> {
   const ours = results.find((r) => r.target === 'pulseboard') ?? results[0]!
-  const out: Record<string, { deliveries: number; p99: number; cpu: number | null }> = {}
+  const out: Record<string, Ratio> = {}
   for (const r of results) {
     if (r === ours) continue
+    if (r.processes && ours.target === 'pulseboard') {
+      const first = r.processes[0]!
+      out[`${r.target}/${ours.target}`] = {
+        deliveries: r.deliveredPerSecond / ours.deliveredPerSecond,
+        p50: r.latency.p50 / ours.latency.p50,
+        p99: r.latency.p99 / ours.latency.p99,
+        cpu: ratio(r.cpuPercent, ours.cpuPercent),
+        rss: ratio(r.rssMb, ours.rssMb),
+        firstProcess: { name: first.name, cpu: ratio(first.cpuPercent, ours.cpuPercent), rss: ratio(first.rssMb, ours.rssMb) },
+      }
+      continue
+    }
     out[`${ours.target}/${r.target}`] = {
       deliveries: ours.deliveredPerSecond / r.deliveredPerSecond,
       p99: ours.latency.p99 / r.latency.p99,
-      cpu: ours.cpuPercent !== null && r.cpuPercent ? ours.cpuPercent / r.cpuPercent : null,
+      cpu: ratio(ours.cpuPercent, r.cpuPercent),
     }
   }
   return out
 }
 
 function ratioLines(results: ScenarioResult[]): string[] {
-  const lines = Object.entries(ratios(results)).map(
-    ([pair, r]) =>
-      `  ${pair}: deliveries/s ${fmt(r.deliveries, 2)}x, p99 ${fmt(r.p99, 2)}x${r.cpu === null ? '' : `, CPU ${fmt(r.cpu, 2)}x`}`,
-  )
+  const x = (n: number | null) => (n === null ? 'n/a' : `${fmt(n, 2)}x`)
+  const lines = Object.entries(ratios(results)).map(([pair, r]) => {
+    if (r.firstProcess) {
+      const alone = `${r.firstProcess.name} alone`
+      return (
+        `  ${pair}: deliveries/s ${x(r.deliveries)}, p50 ${x(r.p50 ?? null)}, p99 ${x(r.p99)}, ` +
+        `CPU ${x(r.cpu)} for the system (${alone} ${x(r.firstProcess.cpu)}), RSS ${x(r.rss ?? null)} (${alone} ${x(r.firstProcess.rss)})`
+      )
+    }
+    return `  ${pair}: deliveries/s ${fmt(r.deliveries, 2)}x, p99 ${fmt(r.p99, 2)}x${r.cpu === null ? '' : `, CPU ${fmt(r.cpu, 2)}x`}`
+  })
   return lines.length ? ['\nratios (same runs):', ...lines] : []
 }
 

@@ -37,6 +37,9 @@ Options:
       --data-dir <dir>     where history, devices and broker state are kept, in
                            one SQLite file, pulseboard.db (env DATA_DIR, default data)
       --no-store           keep everything in memory instead; a restart forgets it
+      --history <url>      keep readings, the message log and devices in PostgreSQL
+                           instead, e.g. postgres://pulseboard:pw@db.lan/pulseboard
+                           (env HISTORY_URL): one database for every node
       --retention <time>   how long readings are kept (env RETENTION, default 30d)
       --log-retention <time>
                            how long the raw message log is kept (env LOG_RETENTION, default 24h)
@@ -145,6 +148,10 @@ const ConfigSchema = z.object({
       }
     })
     .optional(),
+  historyUrl: z
+    .string()
+    .refine((v) => URL.canParse(v) && /^postgres(ql)?:$/.test(new URL(v).protocol), '--history (or HISTORY_URL) must be a postgres:// URL')
+    .optional(),
   clusterUrl: z
     .string()
     .refine((v) => URL.canParse(v) && /^rediss?:$/.test(new URL(v).protocol), '--cluster (or CLUSTER_URL) must be a redis:// or rediss:// URL')
@@ -200,6 +207,7 @@ export function readConfig(argv: string[], env: NodeJS.ProcessEnv): StartConfig 
     'broker-share': { type: 'string' },
     cluster: { type: 'string' },
     'node-id': { type: 'string' },
+    history: { type: 'string' },
     'chat-topic': { type: 'string' },
     'log-level': { type: 'string' },
     ...Object.fromEntries(LIMIT_FLAGS.map((l) => [l.flag, { type: 'string' as const }])),
@@ -230,6 +238,7 @@ export function readConfig(argv: string[], env: NodeJS.ProcessEnv): StartConfig 
     commandTimeoutMs: one('command-timeout') ?? env.COMMAND_TIMEOUT,
     brokerShare: one('broker-share') ?? env.BROKER_SHARE,
     clusterUrl: one('cluster') ?? env.CLUSTER_URL,
+    historyUrl: one('history') ?? env.HISTORY_URL,
     nodeId: one('node-id') ?? env.NODE_ID,
     chatTopic: one('chat-topic') ?? env.CHAT_TOPIC,
     logLevel: one('log-level') ?? env.LOG_LEVEL,
@@ -381,7 +390,7 @@ export const command: Command = {
     const logger = await createLogger(config.logLevel)
     const {
       broker, registry, store, sqlite, fanout, app: appLimits, dataDir, noStore, retentionMs, logRetentionMs, configFile, tlsCert, tlsKey,
-      brokerUrl, brokerUsername, brokerPassword, brokerPasswordFile, brokerCa, brokerClientId, brokerFilters, brokerShare, commandTimeoutMs, clusterUrl, nodeId, ...rest
+      brokerUrl, brokerUsername, brokerPassword, brokerPasswordFile, brokerCa, brokerClientId, brokerFilters, brokerShare, commandTimeoutMs, clusterUrl, nodeId, historyUrl, ...rest
     } = config
     const externalBroker = brokerUrl === undefined ? undefined : externalOptions({ brokerUrl, brokerUsername, brokerPassword, brokerPasswordFile, brokerCa, brokerClientId, brokerFilters, brokerShare })
     if ((tlsCert === undefined) !== (tlsKey === undefined)) throw new UsageError('--tls-cert and --tls-key go together (or TLS_CERT and TLS_KEY)')
@@ -415,6 +424,7 @@ export const command: Command = {
         fanout,
         logger,
         ...(!noStore && { dataDir, sqlite: { ...sqlite, retentionMs, logRetentionMs } }),
+        ...(historyUrl !== undefined && { postgres: { url: historyUrl, ...sqlite, retentionMs, logRetentionMs } }),
       })
     } catch (err) {
       // a database that is not ours, is damaged, or cannot be written: its message names the file and the fix
@@ -443,7 +453,12 @@ export const command: Command = {
       }
       throw err
     }
-    const data = noStore ? 'in memory only (--no-store): a restart forgets it' : `${path.resolve(dataDir, DATABASE_FILE)}`
+    const data =
+      historyUrl !== undefined
+        ? `history in ${historyUrl.replace(/\/\/[^@/]*@/, '//')}${noStore ? '' : `; broker state in ${path.resolve(dataDir, DATABASE_FILE)}`}`
+        : noStore
+          ? 'in memory only (--no-store): a restart forgets it'
+          : `${path.resolve(dataDir, DATABASE_FILE)}`
     const accessLine = describeAccess(app.access.config, accessFile, app.access.enabled)
     const cluster = app.nodeId === null ? null : `node ${app.nodeId} on ${clusterUrl?.replace(/\/\/[^@/]*@/, '//')}`
     console.log(banner(reachableHosts(config.host), ports, tls !== undefined, memoryBudget(config).total, data, accessLine, app.source.description, cluster))

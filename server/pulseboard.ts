@@ -17,6 +17,7 @@ import { Registry, type RegistryOptions } from '../devices/registry.ts'
 import type { HistoryStore } from '../store/history.ts'
 import { MemoryStore, type MemoryStoreOptions } from '../store/memory.ts'
 import { SqliteStore, type SqliteStoreOptions } from '../store/sqlite.ts'
+import type { PostgresStoreOptions } from '../store/postgres.ts'
 import { SqlitePersistence } from '../broker/sqlite-persistence.ts'
 import type { FormatsState } from '../formats/index.ts'
 import { identify, identifySocket, registerAccess } from './access.ts'
@@ -51,6 +52,11 @@ export interface PulseboardOptions extends BrokerOptions, BridgeOptions, OriginC
   sqlite?: Omit<SqliteStoreOptions, 'file' | 'logger' | 'onLimit'>
   /** The in-memory history, without `dataDir`. */
   store?: MemoryStoreOptions
+  /**
+   * History on PostgreSQL instead (`postgres://user:pw@host/db`), one database for every node of a
+   * cluster; `dataDir`, when given, still keeps the embedded broker's state.
+   */
+  postgres?: Omit<PostgresStoreOptions, 'logger' | 'onLimit'>
   /** Certificate and key files (PEM): HTTPS and WSS on `port`, and MQTT over TLS on `mqttsPort`; `reloadTls` reads them again. */
   tls?: { certFile: string; keyFile: string }
   /** MQTT over TLS, with `tls`. 0 picks a free port. @default 8883 */
@@ -73,6 +79,8 @@ export interface PulseboardOptions extends BrokerOptions, BridgeOptions, OriginC
 
 /** The database in the data directory. */
 export const DATABASE_FILE = 'pulseboard.db'
+/** A dead node's clients' wills are published by another node within 4 of these (aedes' default is a minute). */
+const CLUSTER_BROKER_HEARTBEAT_MS = 5000
 /** Broadcasts a cluster keeps in its Redis stream for `/live` clients that reconnect, to any node. */
 const CLUSTER_STREAM_LENGTH = 10_000
 /** How often devices and discovery state are saved. */
@@ -148,8 +156,16 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
   const policy = access.policy
 
   // one file keeps history and broker state, so a restart (or a backup) sees them together
-  const sqlite = opts.dataDir ? SqliteStore.open({ file: path.join(opts.dataDir, DATABASE_FILE), ...opts.sqlite, ...(logger && { logger }), onLimit }) : null
-  const store: HistoryStore = sqlite ?? new MemoryStore({ onLimit, ...opts.store })
+  // with history in PostgreSQL and broker state in Redis, nothing is left for a file
+  const sqlite = opts.dataDir && !(opts.postgres && opts.cluster) ? SqliteStore.open({ file: path.join(opts.dataDir, DATABASE_FILE), ...opts.sqlite, ...(logger && { logger }), onLimit }) : null
+  // loaded only when asked for: a single node never pays for the PostgreSQL client
+  const postgres = opts.postgres
+    ? await (await import('../store/postgres.ts')).PostgresStore.open({ ...opts.postgres, ...(logger && { logger }), onLimit }).catch(async (err: unknown) => {
+        await sqlite?.close()
+        throw err
+      })
+    : null
+  const store: HistoryStore = postgres ?? sqlite ?? new MemoryStore({ onLimit, ...opts.store })
   // a failed write of broker state (a full disk) is logged once per 10 s; the broker carries on from memory
   let persistenceErrors = 0
   let persistenceLoggedAt = 0
@@ -184,7 +200,9 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
         onLimit,
         authenticate: (username, password, clientId, address) => access.mqtt(username, password, clientId, address),
         // a cluster's broker state is in Redis, where every node finds it
-        ...(cluster ? { persistence: cluster.persistence, mq: cluster.mq } : sqlite && { persistence: new SqlitePersistence(sqlite.db, persistenceFailed) }),
+        ...(cluster
+          ? { persistence: cluster.persistence, mq: cluster.mq, heartbeatIntervalMs: CLUSTER_BROKER_HEARTBEAT_MS }
+          : sqlite && { persistence: new SqlitePersistence(sqlite.db, persistenceFailed) }),
       })
   const own: MessageSource = external ?? embeddedSource(broker!, policy)
   const source: MessageSource = cluster ? cluster.share(own) : own
@@ -358,6 +376,8 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
     saveState()
     await cluster?.close()
     await store.close()
+    // the broker's state, when the history is elsewhere
+    if (postgres) await sqlite?.close()
     limitLog.close()
   }
 

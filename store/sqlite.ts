@@ -70,7 +70,7 @@ const RETENTION_BUSY_MS = 50
  * million rows/s for SQLite's GROUP BY, about 20 ms. The coarser tier gives fewer, wider buckets,
  * never more than `maxPoints`.
  */
-const SCAN_ROWS = 50_000
+export const SCAN_ROWS = 50_000
 /**
  * Rows read per page of a CSV export, over all its series, and lines per chunk it yields. Both
  * are small so that they die young: the command runs with a 1 MB semi-space, and a page or a
@@ -154,9 +154,10 @@ export type SqliteStoreUsage = {
 }
 
 type Row = [ts: number, value: number]
-type MessageRow = [id: number, ts: number, topic: string, payload: string, base64: number, source: number, clientId: string | null, qos: number, retain: number, properties: string | null]
+/** A row of the message log as a store selects it. */
+export type MessageRow = [id: number, ts: number, topic: string, payload: string, base64: number, source: number, clientId: string | null, qos: number, retain: number, properties: string | null]
 /** A message as it waits to be written: payload already cut, its bytes counted. */
-interface QueuedMessage {
+export interface QueuedMessage {
   ts: number
   topic: string
   payload: string
@@ -169,7 +170,18 @@ interface QueuedMessage {
   properties: string | null
   bytes: number
 }
-type Op = { kind: 'readings'; batch: readonly Reading[] } | { kind: 'log'; batch: QueuedMessage[] } | { kind: 'forget'; device: string }
+/** One entry of a store's write queue. */
+export type Op = { kind: 'readings'; batch: readonly Reading[] } | { kind: 'log'; batch: QueuedMessage[] } | { kind: 'forget'; device: string }
+/** The bounds of a write queue: items, and bytes of logged messages. */
+export interface QueueBounds {
+  maxQueue: number
+  maxQueueBytes: number
+}
+/** What a write queue holds: items, and bytes of logged messages. */
+export interface QueueCounts {
+  queued: number
+  queuedBytes: number
+}
 /** Min, max, sum and count of one series over one rollup bucket. */
 interface Acc {
   start: number
@@ -375,27 +387,7 @@ export class SqliteStore implements HistoryStore {
 
   log(batch: readonly Envelope[]): void {
     if (batch.length === 0) return
-    const rows: QueuedMessage[] = []
-    let bytes = 0
-    for (const e of batch) {
-      const payload = cutPayload(e.payload, e.encoding)
-      const clientId = e.clientId ?? null
-      const properties = e.properties ? JSON.stringify(e.properties) : null
-      const size = e.topic.length + payload.length + (clientId?.length ?? 0) + (properties?.length ?? 0)
-      bytes += size
-      rows.push({
-        ts: Math.trunc(e.ts),
-        topic: e.topic,
-        payload,
-        base64: e.encoding === 'base64' ? 1 : 0,
-        source: e.source === 'socket' ? 1 : 0,
-        clientId,
-        qos: e.qos,
-        retain: e.retain ? 1 : 0,
-        properties,
-        bytes: size,
-      })
-    }
+    const { rows, bytes } = queuedMessages(batch)
     this.#enqueue({ kind: 'log', batch: rows }, rows.length, bytes)
   }
 
@@ -586,27 +578,14 @@ export class SqliteStore implements HistoryStore {
       this.#drop(items, 'closed')
       return
     }
-    const { maxQueue, maxQueueBytes } = this.#opts
     if (this.#failingSince === null) {
       // keeping up is the normal case: what does not fit is the newest, and is dropped
-      let take = Math.min(items, maxQueue - this.#queued)
-      if (op.kind === 'log') {
-        let b = 0
-        for (let i = 0; i < take; i++) {
-          if (this.#queuedBytes + b + op.batch[i]!.bytes > maxQueueBytes) {
-            take = i
-            break
-          }
-          b += op.batch[i]!.bytes
-        }
-        bytes = b
-      }
-      if (take < items) this.#drop(items - take, 'queue_full')
-      if (take <= 0) return
-      if (take < items) op = op.kind === 'readings' ? { kind: 'readings', batch: op.batch.slice(0, take) } : { kind: 'log', batch: op.batch.slice(0, take) }
-      this.#ops.push(op)
-      this.#queued += take
-      this.#queuedBytes += bytes
+      const fit = admit(op, items, bytes, { queued: this.#queued, queuedBytes: this.#queuedBytes }, this.#opts)
+      if (fit.take < items) this.#drop(items - fit.take, 'queue_full')
+      if (!fit.op) return
+      this.#ops.push(fit.op)
+      this.#queued += fit.take
+      this.#queuedBytes += fit.bytes
       return
     }
     // writing fails: the newest are worth more once it works again, so the oldest make room
@@ -624,29 +603,10 @@ export class SqliteStore implements HistoryStore {
 
   /** Drops the oldest queued readings and messages until the queue is within its bounds; returns how many. */
   #trimOldest(): number {
-    const { maxQueue, maxQueueBytes } = this.#opts
-    let dropped = 0
-    let i = 0
-    while ((this.#queued > maxQueue || this.#queuedBytes > maxQueueBytes) && i < this.#ops.length) {
-      const op = this.#ops[i]!
-      if (op.kind === 'readings' && this.#queued > maxQueue) {
-        const n = Math.min(op.batch.length, this.#queued - maxQueue)
-        this.#ops[i] = { kind: 'readings', batch: op.batch.slice(n) }
-        this.#queued -= n
-        dropped += n
-      } else if (op.kind === 'log') {
-        let n = 0
-        let bytes = 0
-        while (n < op.batch.length && (this.#queued - n > maxQueue || this.#queuedBytes - bytes > maxQueueBytes)) bytes += op.batch[n++]!.bytes
-        this.#ops[i] = { kind: 'log', batch: op.batch.slice(n) }
-        this.#queued -= n
-        this.#queuedBytes -= bytes
-        dropped += n
-      }
-      const left = this.#ops[i]!
-      if (left.kind !== 'forget' && left.batch.length === 0) this.#ops.splice(i, 1)
-      else i++
-    }
+    const counts = { queued: this.#queued, queuedBytes: this.#queuedBytes }
+    const dropped = trimOldest(this.#ops, counts, this.#opts)
+    this.#queued = counts.queued
+    this.#queuedBytes = counts.queuedBytes
     return dropped
   }
 
@@ -661,27 +621,7 @@ export class SqliteStore implements HistoryStore {
   /** Writes up to `max` queued items (and every pending snapshot) in one transaction; returns whether it worked. */
   #writeOut(max: number): boolean {
     if (this.#closed) return false
-    // split the op that crosses `max`, so that the transaction holds at most `max` items
-    let count = 0
-    let items = 0
-    let bytes = 0
-    for (; count < this.#ops.length && items < max; count++) {
-      const op = this.#ops[count]!
-      if (op.kind === 'forget') continue
-      const room = max - items
-      if (op.batch.length > room) {
-        if (op.kind === 'readings') this.#ops.splice(count, 1, { kind: 'readings', batch: op.batch.slice(0, room) }, { kind: 'readings', batch: op.batch.slice(room) })
-        else this.#ops.splice(count, 1, { kind: 'log', batch: op.batch.slice(0, room) }, { kind: 'log', batch: op.batch.slice(room) })
-      }
-      const taken = this.#ops[count]!
-      if (taken.kind === 'readings') items += taken.batch.length
-      else if (taken.kind === 'log') {
-        items += taken.batch.length
-        for (const m of taken.batch) bytes += m.bytes
-      }
-    }
-    // forgets right after the last batch taken belong to this transaction too
-    while (count < this.#ops.length && this.#ops[count]!.kind === 'forget') count++
+    const { count, items, bytes } = takeOps(this.#ops, max)
     const ops = this.#ops.slice(0, count)
     const started = performance.now()
     try {
@@ -859,17 +799,8 @@ export class SqliteStore implements HistoryStore {
     // bucket over the data actually in the range, so that sparse data gets fine buckets
     const lo = s.firstIn.get(id, from, to)!
     const hi = s.lastIn.get(id, from, to)!
-    const span = hi - lo + 1
-    let unit = 1
-    if (span > maxPoints * MINUTE || s.countUpTo.get(id, lo, hi, SCAN_ROWS + 1)! > SCAN_ROWS) unit = MINUTE
-    if (unit === MINUTE && (span > maxPoints * HOUR || span / MINUTE > SCAN_ROWS)) unit = HOUR
-    let b = Math.ceil(Math.ceil(span / maxPoints) / unit) * unit
-    // starts are whole multiples of b, so the first and last can be partial: widen until they fit
-    while (Math.floor(hi / b) - Math.floor(lo / b) + 1 > maxPoints) b += unit
-    const m0 = ceilTo(lo, MINUTE)
-    const m1 = Math.max(m0, floorTo(hi + 1, MINUTE))
-    const h0 = Math.min(ceilTo(m0, HOUR), m1)
-    const h1 = Math.max(h0, floorTo(m1, HOUR))
+    const rows = tierNeedsCount(lo, hi, maxPoints) ? s.countUpTo.get(id, lo, hi, SCAN_ROWS + 1)! : 0
+    const { unit, bucketMs: b, m0, m1, h0, h1 } = planBuckets(lo, hi, maxPoints, rows)
     // b bound as BigInt: a JS number binds as REAL, and `ts % b` must stay integer arithmetic
     const params = { sid: id, b: BigInt(b), lo, hi, m0, m1, h0, h1 }
     const stmt = unit === 1 ? s.bucketsRaw : unit === MINUTE ? s.bucketsMinute : s.bucketsHour
@@ -971,7 +902,8 @@ function prepare(db: SqliteDatabase) {
   }
 }
 
-function envelopeOf([id, ts, topic, payload, base64, source, clientId, qos, retain, properties]: MessageRow): LoggedEnvelope {
+/** A logged message as a store's row gives it back. */
+export function envelopeOf([id, ts, topic, payload, base64, source, clientId, qos, retain, properties]: MessageRow): LoggedEnvelope {
   const e: LoggedEnvelope = { id, topic, payload, ts, source: source === 1 ? 'socket' : 'mqtt', qos: qos === 2 ? 2 : qos === 1 ? 1 : 0, retain: retain === 1 }
   if (clientId !== null) e.clientId = clientId
   if (base64 === 1) e.encoding = 'base64'
@@ -984,6 +916,150 @@ function upgrade(db: SqliteDatabase, from: number): void {
   // 2: MQTT 5 properties in the message log
   if (from < 2) db.exec('ALTER TABLE messages ADD COLUMN properties TEXT')
   db.pragma(`user_version = ${SCHEMA_VERSION}`)
+}
+
+/** A batch of envelopes as the log's queue keeps them: payloads cut, each one's bytes counted. */
+export function queuedMessages(batch: readonly Envelope[]): { rows: QueuedMessage[]; bytes: number } {
+  const rows: QueuedMessage[] = []
+  let bytes = 0
+  for (const e of batch) {
+    const payload = cutPayload(e.payload, e.encoding)
+    const clientId = e.clientId ?? null
+    const properties = e.properties ? JSON.stringify(e.properties) : null
+    const size = e.topic.length + payload.length + (clientId?.length ?? 0) + (properties?.length ?? 0)
+    bytes += size
+    rows.push({
+      ts: Math.trunc(e.ts),
+      topic: e.topic,
+      payload,
+      base64: e.encoding === 'base64' ? 1 : 0,
+      source: e.source === 'socket' ? 1 : 0,
+      clientId,
+      qos: e.qos,
+      retain: e.retain ? 1 : 0,
+      properties,
+      bytes: size,
+    })
+  }
+  return { rows, bytes }
+}
+
+/**
+ * How much of a batch of `items` (and `bytes`) a queue holding `counts` takes while writing works:
+ * what does not fit is the newest, left out. `op` is what to queue (null when nothing fits), `take`
+ * how many items it holds (at most `items`; less than zero when the queue is already over), `bytes` their bytes.
+ */
+export function admit(op: Op & { kind: 'readings' | 'log' }, items: number, bytes: number, counts: QueueCounts, bounds: QueueBounds): { op: Op | null; take: number; bytes: number } {
+  let take = Math.min(items, bounds.maxQueue - counts.queued)
+  if (op.kind === 'log') {
+    let b = 0
+    for (let i = 0; i < take; i++) {
+      if (counts.queuedBytes + b + op.batch[i]!.bytes > bounds.maxQueueBytes) {
+        take = i
+        break
+      }
+      b += op.batch[i]!.bytes
+    }
+    bytes = b
+  }
+  if (take <= 0) return { op: null, take, bytes }
+  if (take < items) op = op.kind === 'readings' ? { kind: 'readings', batch: op.batch.slice(0, take) } : { kind: 'log', batch: op.batch.slice(0, take) }
+  return { op, take, bytes }
+}
+
+/** Drops the oldest queued readings and messages of `ops` until `counts` are within `bounds`, updating both; returns how many. */
+export function trimOldest(ops: Op[], counts: QueueCounts, bounds: QueueBounds): number {
+  const { maxQueue, maxQueueBytes } = bounds
+  let dropped = 0
+  let i = 0
+  while ((counts.queued > maxQueue || counts.queuedBytes > maxQueueBytes) && i < ops.length) {
+    const op = ops[i]!
+    if (op.kind === 'readings' && counts.queued > maxQueue) {
+      const n = Math.min(op.batch.length, counts.queued - maxQueue)
+      ops[i] = { kind: 'readings', batch: op.batch.slice(n) }
+      counts.queued -= n
+      dropped += n
+    } else if (op.kind === 'log') {
+      let n = 0
+      let bytes = 0
+      while (n < op.batch.length && (counts.queued - n > maxQueue || counts.queuedBytes - bytes > maxQueueBytes)) bytes += op.batch[n++]!.bytes
+      ops[i] = { kind: 'log', batch: op.batch.slice(n) }
+      counts.queued -= n
+      counts.queuedBytes -= bytes
+      dropped += n
+    }
+    const left = ops[i]!
+    if (left.kind !== 'forget' && left.batch.length === 0) ops.splice(i, 1)
+    else i++
+  }
+  return dropped
+}
+
+/**
+ * The first `count` ops of the queue make one transaction of at most `max` items (`bytes` of them
+ * logged messages), and the forgets right after; the op that crosses `max` is split in place.
+ */
+export function takeOps(ops: Op[], max: number): { count: number; items: number; bytes: number } {
+  let count = 0
+  let items = 0
+  let bytes = 0
+  for (; count < ops.length && items < max; count++) {
+    const op = ops[count]!
+    if (op.kind === 'forget') continue
+    const room = max - items
+    if (op.batch.length > room) {
+      if (op.kind === 'readings') ops.splice(count, 1, { kind: 'readings', batch: op.batch.slice(0, room) }, { kind: 'readings', batch: op.batch.slice(room) })
+      else ops.splice(count, 1, { kind: 'log', batch: op.batch.slice(0, room) }, { kind: 'log', batch: op.batch.slice(room) })
+    }
+    const taken = ops[count]!
+    if (taken.kind === 'readings') items += taken.batch.length
+    else if (taken.kind === 'log') {
+      items += taken.batch.length
+      for (const m of taken.batch) bytes += m.bytes
+    }
+  }
+  // forgets right after the last batch taken belong to this transaction too
+  while (count < ops.length && ops[count]!.kind === 'forget') count++
+  return { count, items, bytes }
+}
+
+/** The tier a bucketed query reads, the width of its buckets, and where each tier starts and ends: see {@link planBuckets}. */
+export interface BucketPlan {
+  /** 1: raw readings; 60000: 1-minute rollups with raw edges; 3600000: 1-hour rollups with minute and raw edges. */
+  unit: number
+  bucketMs: number
+  /** Whole minutes from m0 to m1 (exclusive) come from the minute rollup, or finer. */
+  m0: number
+  m1: number
+  /** Whole hours from h0 to h1 (exclusive) come from the hour rollup. */
+  h0: number
+  h1: number
+}
+
+/** Whether {@link planBuckets} needs the count of the raw rows: only when the span alone does not rule the raw tier out. */
+export function tierNeedsCount(lo: number, hi: number, maxPoints: number): boolean {
+  return hi - lo + 1 <= maxPoints * MINUTE
+}
+
+/**
+ * The tier and bucket width of a bucketed query over the readings from `lo` to `hi` (the first and
+ * last in the range): the finest tier that is cheap enough, buckets at whole multiples of their
+ * width, at most `maxPoints` of them. `rows` is the count of raw rows in [lo, hi] up to
+ * `SCAN_ROWS + 1`, when {@link tierNeedsCount} says it is needed (any number otherwise).
+ */
+export function planBuckets(lo: number, hi: number, maxPoints: number, rows: number): BucketPlan {
+  const span = hi - lo + 1
+  let unit = 1
+  if (span > maxPoints * MINUTE || rows > SCAN_ROWS) unit = MINUTE
+  if (unit === MINUTE && (span > maxPoints * HOUR || span / MINUTE > SCAN_ROWS)) unit = HOUR
+  let b = Math.ceil(Math.ceil(span / maxPoints) / unit) * unit
+  // starts are whole multiples of b, so the first and last can be partial: widen until they fit
+  while (Math.floor(hi / b) - Math.floor(lo / b) + 1 > maxPoints) b += unit
+  const m0 = ceilTo(lo, MINUTE)
+  const m1 = Math.max(m0, floorTo(hi + 1, MINUTE))
+  const h0 = Math.min(ceilTo(m0, HOUR), m1)
+  const h1 = Math.max(h0, floorTo(m1, HOUR))
+  return { unit, bucketMs: b, m0, m1, h0, h1 }
 }
 
 /** The levels of a filter before its first wildcard: every matching topic starts with them. */
@@ -1002,7 +1078,7 @@ function floorTo(n: number, unit: number): number {
   return Math.floor(n / unit) * unit
 }
 
-function parseJson(json: string): { ok: true; value: unknown } | { ok: false } {
+export function parseJson(json: string): { ok: true; value: unknown } | { ok: false } {
   try {
     return { ok: true, value: JSON.parse(json) as unknown }
   } catch {
@@ -1010,12 +1086,12 @@ function parseJson(json: string): { ok: true; value: unknown } | { ok: false } {
   }
 }
 
-function codeOf(err: unknown): string | undefined {
+export function codeOf(err: unknown): string | undefined {
   return typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string' ? err.code : undefined
 }
 
 /** An error as a few words on one line. */
-function reason(err: unknown): string {
+export function reason(err: unknown): string {
   const text = err instanceof Error ? err.message : String(err)
   const code = codeOf(err)
   const line = text.replace(/\s+/g, ' ').trim()

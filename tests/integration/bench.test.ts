@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { killAll, pulseboard } from '../helpers/process.ts'
 import { runScenario } from '../../bench/run.ts'
 import { runScale } from '../../bench/scale.ts'
+import { mosquittoInstalled } from '../../bench/mosquitto.ts'
 import { probePayload, readProbe } from '../../bench/probe.ts'
 import { publishPacket } from '../../bench/mqtt-wire.ts'
 import mqttPacket from 'mqtt-packet'
@@ -47,6 +48,23 @@ describe('bench runs', () => {
     expect(result.latency.max).toBeGreaterThanOrEqual(result.latency.p99)
     expect(result.cpuPercent).toBeGreaterThan(0)
     expect(result.rssMb).toBeGreaterThan(10)
+  })
+
+  // devices publish to mosquitto, /live receivers connect to Pulseboard on it (externalBroker)
+  it.skipIf(!mosquittoInstalled())('measures Pulseboard on mosquitto: both processes, each and together', async () => {
+    const result = await runScenario({ ...small, target: 'pulseboard-mosquitto', receiver: 'live' })
+    expect(result.sentPerSecond).toBeGreaterThan(100)
+    expect(result.lost).toBe(0)
+    expect(result.duplicates).toBe(0)
+    expect(result.deliveredPerSecond).toBeCloseTo(result.sentPerSecond * small.clients, -1)
+    expect(result.processes?.map((p) => p.name)).toEqual(['pulseboard', 'mosquitto'])
+    const [pulseboard, mosquitto] = result.processes!
+    expect(pulseboard!.cpuPercent).toBeGreaterThan(0)
+    expect(pulseboard!.rssMb).toBeGreaterThan(10)
+    expect(mosquitto!.rssMb).toBeGreaterThan(1)
+    expect(result.cpuPercent).toBeCloseTo(pulseboard!.cpuPercent + mosquitto!.cpuPercent, 6)
+    expect(result.rssMb).toBeCloseTo(pulseboard!.rssMb + mosquitto!.rssMb, 6)
+    expect(result.pauses).not.toBeNull()
   })
 
   it('floods with QoS 1 and counts every delivery', async () => {
