@@ -96,11 +96,12 @@ describe('eviction', () => {
     const big = new Registry({ maxDevices: 50_000 })
     const started = performance.now()
     for (let i = 0; i < 100_000; i++) big.ingest(message(`devices/d${i}/telemetry`, '1', `c${i}`))
-    // a scan of every device per eviction would be 2.5 billion steps here, minutes, not seconds
-    expect(performance.now() - started).toBeLessThan(10_000)
+    // a scan of every device per eviction would be 2.5 billion steps here, many minutes; linear
+    // eviction takes about 3 s, and the bound leaves room for a machine busy with other work
+    expect(performance.now() - started).toBeLessThan(40_000)
     expect(big.usage.devices).toBe(50_000)
     big.close()
-  }, 30_000)
+  }, 60_000)
 
   it('caps metrics per device', () => {
     const keys = Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`m${i}`, i]))
