@@ -315,9 +315,11 @@ export async function createBroker(opts: BrokerOptions = {}): Promise<Broker> {
     stats.clientErrors++
     if (err.errorCode === 1 && Date.now() - versionLoggedAt >= 10_000) {
       versionLoggedAt = Date.now()
+      // refused before aedes took its id: the CONNECT has it
+      const id = client.id || connecting.get(client)?.clientId || 'no id'
       log?.warn(
-        { clientId: client.id },
-        `an MQTT 5 client (${client.id || 'no id'}) was refused: the embedded broker speaks MQTT 3.1.1 only. Connect it with MQTT 3.1.1, or run Pulseboard on Mosquitto 2 with --broker (docs/devices.md)`,
+        { clientId: id },
+        `an MQTT 5 client (${id}) was refused: the embedded broker speaks MQTT 3.1.1 only. Connect it with MQTT 3.1.1, or run Pulseboard on Mosquitto 2 with --broker (docs/devices.md)`,
       )
       return
     }

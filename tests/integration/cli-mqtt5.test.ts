@@ -1,5 +1,8 @@
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { Writable } from 'node:stream'
+import mqtt from 'mqtt'
+import { pino } from 'pino'
 import { Server } from 'socket.io'
 import { afterEach, beforeEach, describe, expect, it, onTestFinished } from 'vitest'
 import { envelopes, startStack, within, type Stack } from '../helpers/stack.ts'
@@ -159,5 +162,35 @@ describe('pulseboard simulate --mqtt', () => {
     const child = pulseboard(['simulate', '--mqtt', '3', '--url', stack.mqttUrl])
     expect(await within(15_000, 'pulseboard simulate to exit', child.exited)).toBe(2)
     expect(child.stderr.values[0]).toBe('pulseboard simulate: --mqtt must be 3.1.1 or 5, got "3"')
+  })
+})
+
+describe('an MQTT 5 device on the embedded broker', () => {
+  it('is refused, and the log says why and what to do, once for a burst', async () => {
+    const lines: { level: number; msg: string }[] = []
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        for (const line of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(line) as { level: number; msg: string })
+        done()
+      },
+    })
+    const logged = await startStack({ logger: pino({ level: 'info' }, sink) })
+    try {
+      for (let i = 0; i < 3; i++) {
+        const refused = await mqtt.connectAsync(logged.mqttUrl, { protocolVersion: 5, clientId: `esp32-v5-${i}`, reconnectPeriod: 0 }).then(
+          () => null,
+          (err: Error) => err,
+        )
+        expect(refused?.message).toMatch(/Unacceptable protocol version|unsupported protocol version/i)
+      }
+      const why = lines.filter((l) => l.msg.includes('MQTT 5 client'))
+      expect(why).toHaveLength(1)
+      expect(why[0]).toMatchObject({ level: 40 })
+      expect(why[0]!.msg).toContain('esp32-v5-0')
+      expect(why[0]!.msg).toContain('--broker')
+      expect(why[0]!.msg).toContain('docs/devices.md')
+    } finally {
+      await logged.close()
+    }
   })
 })
