@@ -3,7 +3,8 @@ import { defineConfig } from 'vitest/config'
 export default defineConfig({
   test: {
     include: ['tests/**/*.test.ts'],
-    testTimeout: 20_000,
+    // real servers, browsers and brokers: on a busy 2-core machine a screenshot or bench test can take 25 s
+    testTimeout: 45_000,
     hookTimeout: 30_000,
     // Integration tests start real servers; two cores make more workers slower, not faster.
     maxWorkers: 2,
