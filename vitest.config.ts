@@ -5,7 +5,7 @@ export default defineConfig({
     include: ['tests/**/*.test.ts'],
     // real servers, browsers and brokers: on a busy 2-core machine a screenshot or bench test can take 25 s
     testTimeout: 45_000,
-    hookTimeout: 30_000,
+    hookTimeout: 60_000,
     // Integration tests start real servers; two cores make more workers slower, not faster.
     maxWorkers: 2,
   },

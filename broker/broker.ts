@@ -304,6 +304,15 @@ export async function createBroker(opts: BrokerOptions = {}): Promise<Broker> {
   /** PUBLISHes from clients taken but not yet routed: aedes acknowledges a QoS 1 one before it routes it. */
   let routing = 0
   const aedes = await Aedes.createBroker(hooks)
+  // With brokers sharing one emitter, aedes republishes the wills of a dead one's clients keeping
+  // its brokerId: no live node would count them as its own, show them or store them. The node
+  // that publishes one now is where it comes from (a fresh counter of ours goes with it).
+  const publishAsIs = aedes.publish.bind(aedes)
+  aedes.publish = ((packet: AedesPublishPacket, ...rest: unknown[]) =>
+    (publishAsIs as (...args: unknown[]) => unknown)(
+      packet.brokerId !== undefined && packet.brokerId !== aedes.id ? { ...packet, brokerId: undefined, brokerCounter: undefined } : packet,
+      ...rest,
+    )) as typeof aedes.publish
   aedes.on('publish', (_packet, client) => {
     if (!client) return
     routing = Math.max(0, routing - 1)

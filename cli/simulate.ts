@@ -14,7 +14,12 @@ Options:
   -n, --devices <n>       how many devices (default 5)
   -i, --interval <time>   publish interval per device: 500ms, 1s, 2m (default 1s)
   -f, --format <name>     ${FORMATS.join(', ')} (default mixed)
-      --url <url>         broker (env MQTT_URL, default mqtt://127.0.0.1:1883)
+      --url <url>[,<url>...]
+                          broker (env MQTT_URL, default mqtt://127.0.0.1:1883); several,
+                          separated by commas, are nodes of one cluster: each device connects
+                          to the first and, whenever its connection drops, to the next in turn
+                          (1 s later), so it fails over when its node dies. They share scheme,
+                          path and credentials; write a comma in a password as %2C
       --prefix <text>     device id prefix, to run two fleets at once (default sim)
       --keepalive <s>     MQTT keepalive; a killed device shows offline after 1.5x (default 10)
       --mqtt <3.1.1|5>    MQTT version (default 3.1.1; 4 means 3.1.1). With 5, every publish
@@ -27,7 +32,8 @@ Options:
 
 Examples:
   pulseboard simulate --devices 20 --interval 1s --format mixed
-  pulseboard simulate --mqtt 5 --url mqtt://127.0.0.1:1883   # against Mosquitto`
+  pulseboard simulate --mqtt 5 --url mqtt://127.0.0.1:1883   # against Mosquitto
+  pulseboard simulate --url mqtt://10.0.0.1:1883,mqtt://10.0.0.2:1883   # a cluster`
 
 export const command: Command = {
   usage,
@@ -36,7 +42,8 @@ export const command: Command = {
       devices: { type: 'string', short: 'n' },
       interval: { type: 'string', short: 'i' },
       format: { type: 'string', short: 'f' },
-      url: { type: 'string' },
+      // repeated only to say that several go in one, comma-separated
+      url: { type: 'string', multiple: true },
       prefix: { type: 'string' },
       keepalive: { type: 'string' },
       mqtt: { type: 'string' },
@@ -48,13 +55,17 @@ export const command: Command = {
       throw new UsageError(`--format must be one of ${FORMATS.join(', ')}, got ${JSON.stringify(format)}`)
     }
     const keepalive = integer(values.keepalive ?? '10', '--keepalive', 1, 65535)
-    const url = values.url ?? process.env.MQTT_URL ?? 'mqtt://127.0.0.1:1883'
+    if ((values.url?.length ?? 0) > 1) throw new UsageError('--url is given once; several brokers go in it separated by commas: --url mqtt://a:1883,mqtt://b:1883')
+    const url = values.url?.[0] ?? process.env.MQTT_URL ?? 'mqtt://127.0.0.1:1883'
+    const urls = url.split(',').map((u) => u.trim())
+    if (urls.some((u) => u === '')) throw new UsageError(`--url has an empty broker URL, got ${JSON.stringify(url)}`)
     const protocolVersion = mqttVersion(values.mqtt)
 
     let fleet
     try {
       fleet = createFleet({
-        url,
+        // one URL as it always was; several for failover
+        url: urls.length === 1 ? urls[0]! : urls,
         devices,
         intervalMs,
         format: format as FormatName | 'mixed',
@@ -71,7 +82,8 @@ export const command: Command = {
       return `${s.connected}/${s.devices} devices connected  ${s.messagesPerSecond.toFixed(0)} msg/s  ${s.published} published`
     }
     const speaking = protocolVersion === 5 ? ' (MQTT 5)' : ''
-    process.stderr.write(`Connecting ${devices} ${format} devices${speaking} to ${url} ...\n`)
+    const failover = urls.length > 1 ? ` (failing over to ${urls.slice(1).join(', ')})` : ''
+    process.stderr.write(`Connecting ${devices} ${format} devices${speaking} to ${urls[0]}${failover} ...\n`)
     try {
       await fleet.start()
     } catch (err) {

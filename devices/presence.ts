@@ -153,6 +153,14 @@ export class Presence<D extends Tracked> {
     }
   }
 
+  /** A device restored from a snapshot was last seen through this client: its connection, when it comes, is the device's. */
+  adopt(device: D, clientId: string): void {
+    device.presence.clientId = clientId
+    let ids = this.#byClient.get(clientId)
+    if (!ids) this.#byClient.set(clientId, (ids = new Set()))
+    ids.add(device.state.id)
+  }
+
   /** The registry forgot this device. */
   forget(device: D): void {
     const { clientId } = device.presence

@@ -161,6 +161,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
       .sort((a, b) => (a.state.lastSeen ?? 0) - (b.state.lastSeen ?? 0))
     for (const s of ordered.slice(-this.#opts.maxDevices)) {
       const { state, presence } = s
+      const clientId = presence.clientId ?? state.clientId
       delete state.clientId
       state.online = false
       state.stale = false
@@ -178,6 +179,8 @@ export class Registry extends EventEmitter<RegistryEvents> {
         ...(typeof s.announcedName === 'string' && { announcedName: s.announcedName }),
       }
       this.#devices.set(state.id, device)
+      // its next connection (or, in a cluster, the one another node holds now) is known as its own
+      if (clientId !== undefined) this.#presence.adopt(device, clientId)
     }
     return ordered.length
   }

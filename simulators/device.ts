@@ -27,7 +27,12 @@ export interface DeviceOptions {
   format: FormatName
   sensors: readonly SensorKind[]
   seed: number
-  url: string
+  /**
+   * Broker URLs: the first at the first connect, and the next in turn at every reconnect, so a
+   * device whose broker dies moves to another node of the cluster. They share scheme, path and
+   * credentials (the fleet checks).
+   */
+  urls: readonly string[]
   /** MQTT keepalive, seconds. */
   keepalive: number
   connectTimeoutMs: number
@@ -122,13 +127,18 @@ export class SimulatedDevice {
     const o = this.#options
     const will = this.#firmware.will(this)
     const v5 = o.protocolVersion === 5
-    const client = connect(o.url, {
+    const failover = o.urls.length > 1
+    // the first URL gives what every connection shares (credentials, path); `servers` where each goes
+    const client = connect(o.urls[0]!, {
       // Only MQTT 5 names its version: under 3.1.1 the options, and so the packets, are what they always were.
       ...(v5 && { protocolVersion: 5 as const }),
+      // mqtt.js connects to the next of these at every reconnect, wrapping around
+      ...(failover && { servers: o.urls.map(server) }),
       clientId: o.id,
       keepalive: o.keepalive,
       clean: true,
       connectTimeout: o.connectTimeoutMs,
+      // also how long a device waits before it tries the next broker when its own dies
       reconnectPeriod: 1_000,
       // Commands are subscribed again on every connect (see #onConnect).
       resubscribe: false,
@@ -155,7 +165,14 @@ export class SimulatedDevice {
         else reject(error)
       }
       const onConnect = (): void => settle()
-      const onError = (error: Error): void => settle(error)
+      // With several brokers an unreachable one is tried again later: give up once each has
+      // failed. A refused CONNACK (a numeric code) stops mqtt.js from reconnecting at all.
+      const failures: Error[] = []
+      const onError = (error: Error): void => {
+        failures.push(error)
+        if (failures.length < o.urls.length && typeof (error as { code?: unknown }).code !== 'number') return
+        settle(failures.length === 1 ? error : new AggregateError(failures, '', { cause: error }))
+      }
       const onEnd = (): void => settle(new Error('closed before it connected'))
       client.on('connect', onConnect)
       client.on('error', onError)
@@ -329,6 +346,15 @@ export class SimulatedDevice {
     }
     this.#hooks.published(messages.length)
   }
+}
+
+/** The port a URL without one means, as mqtt.js takes it. */
+const DEFAULT_PORTS: Readonly<Record<string, number>> = { 'mqtt:': 1883, 'tcp:': 1883, 'mqtts:': 8883, 'tls:': 8883, 'ssl:': 8883, 'ws:': 80, 'wss:': 443 }
+
+/** One of mqtt.js `servers`: the scheme is left out, as every URL has the first's (mqtt.js then uses it). */
+function server(url: string): { host: string; port: number } {
+  const u = new URL(url)
+  return { host: u.hostname.replace(/^\[|\]$/g, ''), port: u.port === '' ? (DEFAULT_PORTS[u.protocol] ?? 1883) : Number(u.port) }
 }
 
 /** A JSON object or array: what a reader would parse as a document, not a bare number or word. */

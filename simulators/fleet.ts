@@ -3,6 +3,7 @@
  * formats. A library: the CLI (`pulseboard simulate`) creates it, starts it and prints status().
  */
 import { EventEmitter } from 'node:events'
+import net from 'node:net'
 import type { MqttClient } from 'mqtt'
 import { z } from 'zod'
 import { SimulatedDevice } from './device.ts'
@@ -15,8 +16,13 @@ export type { Command, FormatName } from './formats.ts'
 export type { SensorKind } from './models.ts'
 
 export interface FleetOptions {
-  /** Broker URL (mqtt, mqtts, ws, wss). @default "mqtt://127.0.0.1:1883" */
-  url?: string
+  /**
+   * Broker URL (mqtt, mqtts, ws, wss), or several of one cluster: each device connects to the
+   * first and, whenever its connection drops, reconnects to the next in turn (mqtt.js `servers`),
+   * so it fails over when its node dies. Several must share scheme, path and credentials, which
+   * mqtt.js takes from the first. @default "mqtt://127.0.0.1:1883"
+   */
+  url?: string | readonly string[]
   /** @default 5 */
   devices?: number
   /** Publish interval per device in ms. @default 1000 */
@@ -75,7 +81,9 @@ export type FleetEvents = {
 }
 
 export interface Fleet extends EventEmitter<FleetEvents> {
+  /** The broker URLs, joined by commas. */
   readonly url: string
+  readonly urls: readonly string[]
   readonly devices: readonly FleetDevice[]
   /**
    * Connects every device; resolves once all are connected. Rejects with a one-line error naming
@@ -99,9 +107,24 @@ const defaults = {
   protocolVersion: 4,
 } satisfies FleetOptions
 
+/** Brokers a device cycles through at most. */
+export const MAX_URLS = 16
+
+const BrokerUrl = z.string().regex(/^(mqtts?|wss?|tcp|tls|ssl):\/\/[^/]/, 'must be a broker URL such as mqtt://127.0.0.1:1883')
+
 const OptionsSchema = z
   .object({
-    url: z.string().regex(/^(mqtts?|wss?|tcp|tls|ssl):\/\/[^/]/, 'must be a broker URL such as mqtt://127.0.0.1:1883'),
+    url: z.union([
+      BrokerUrl,
+      z
+        // failoverProblem() compares their parts: each must parse
+        .array(BrokerUrl.refine((url) => URL.canParse(url), 'must be a broker URL such as mqtt://127.0.0.1:1883'))
+        // counted here, not with min() and max(), whose issues a union reports only as "Invalid input"
+        .superRefine((urls, ctx) => {
+          const problem = failoverProblem(urls)
+          if (problem !== null) ctx.addIssue({ code: 'custom', message: problem })
+        }),
+    ]),
     devices: z.number().int().min(1).max(100_000),
     intervalMs: z.number().int().min(MIN_INTERVAL_MS).max(MAX_INTERVAL_MS),
     format: z.enum([...FORMAT_NAMES, 'mixed']),
@@ -116,6 +139,32 @@ const OptionsSchema = z
   .strict()
 
 type ResolvedOptions = z.output<typeof OptionsSchema>
+
+/**
+ * Why mqtt.js cannot cycle through these URLs (or there are none, or too many), or null. Its `servers` carry only host, port and
+ * protocol: the path (MQTT over WebSocket), the credentials and the TLS server name are the
+ * first URL's for every connection.
+ */
+function failoverProblem(urls: readonly string[]): string | null {
+  if (urls.length === 0) return 'needs at least one broker URL'
+  if (urls.length > MAX_URLS) return `at most ${MAX_URLS} broker URLs, got ${urls.length}`
+  // a URL that does not parse has its own issue already
+  if (!urls.every((u) => URL.canParse(u))) return null
+  const parsed = urls.map((u) => new URL(u))
+  const first = parsed[0]!
+  for (const [i, u] of parsed.entries()) {
+    if (u.protocol !== first.protocol) return `every URL must use one scheme (${first.protocol}//), got ${urls[i]}`
+    if (u.pathname !== first.pathname) return `every URL must have the same path (${first.pathname}), got ${urls[i]}`
+    if (u.username !== first.username || u.password !== first.password) return `every URL must carry the same user name and password (mqtt.js sends the first's), got ${urls[i]}`
+  }
+  // MQTT over TLS keeps the first host name it verified (tls servername) for every later server;
+  // WebSocket builds its TLS from each URL
+  const hosts = new Set(parsed.map((u) => u.hostname.replace(/^\[|\]$/g, '')))
+  if (/^(mqtts|tls|ssl):$/.test(first.protocol) && hosts.size > 1 && [...hosts].some((h) => net.isIP(h) === 0)) {
+    return `MQTT over TLS to several hosts needs one host name or IP addresses only (mqtt.js checks every certificate against the first name), got ${urls.join(', ')}`
+  }
+  return null
+}
 
 /** Validates options once; throws an error naming the offending field. */
 export function resolveFleetOptions(opts: FleetOptions = {}): ResolvedOptions {
@@ -148,6 +197,7 @@ function describe(error: unknown): string {
 
 class SimulatorFleet extends EventEmitter<FleetEvents> implements Fleet {
   readonly url: string
+  readonly urls: readonly string[]
   readonly devices: readonly SimulatedDevice[]
   readonly #options: ResolvedOptions
   readonly #rate = new RateMeter()
@@ -158,7 +208,8 @@ class SimulatorFleet extends EventEmitter<FleetEvents> implements Fleet {
   constructor(options: ResolvedOptions) {
     super()
     this.#options = options
-    this.url = options.url
+    this.urls = typeof options.url === 'string' ? [options.url] : [...options.url]
+    this.url = this.urls.join(',')
     const fleetSeed = options.seed ?? seedFrom(options.prefix)
     const devices: SimulatedDevice[] = []
     for (let index = 0; index < options.devices; index++) {
@@ -170,7 +221,7 @@ class SimulatorFleet extends EventEmitter<FleetEvents> implements Fleet {
           format,
           sensors: profileFor(index),
           seed: deviceSeed(fleetSeed, index),
-          url: options.url,
+          urls: this.urls,
           keepalive: options.keepalive,
           connectTimeoutMs: options.connectTimeoutMs,
           intervalMs: options.intervalMs,

@@ -78,6 +78,17 @@ describe('pulseboard simulate against a running stack', () => {
     expect(sim.stderr.values.at(-1)).toMatch(/^Stopped\. 0\/4 devices connected/)
   })
 
+  it('takes several brokers in one --url, and goes on to the next when one refuses', async () => {
+    const view = await watchDevices()
+    const sim = pulseboard(['simulate', '--devices', '2', '--url', `mqtt://127.0.0.1:1,${stack.mqttUrl}`])
+    await view.until('2 online devices', () => view.all().filter((d) => d.online).length === 2)
+    expect(sim.stderr.values[0]).toBe(`Connecting 2 mixed devices to mqtt://127.0.0.1:1 (failing over to ${stack.mqttUrl}) ...`)
+    // repeated, it says how to give several, and does nothing
+    const twice = pulseboard(['simulate', '--url', 'mqtt://127.0.0.1:1', '--url', stack.mqttUrl])
+    expect(await within(15_000, 'simulate to refuse', twice.exited)).toBe(2)
+    expect(twice.stderr.values.join('\n')).toContain('--url is given once; several brokers go in it separated by commas')
+  })
+
   it('says in one line when the broker cannot be reached', async () => {
     const sim = pulseboard(['simulate', '--devices', '2', '--url', 'mqtt://127.0.0.1:1'])
     expect(await within(15_000, 'simulate to give up', sim.exited)).toBe(1)

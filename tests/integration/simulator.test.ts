@@ -517,4 +517,77 @@ describe('simulator fleet', () => {
       `cannot connect to ${silentUrl}: no connection within 300 ms (0/2 devices connected)`,
     )
   })
+
+  it('with several URLs, starts on the first that answers and moves to the next when its broker goes', async () => {
+    const brokers = await Promise.all([0, 1].map(async () => {
+      const broker = await Aedes.createBroker()
+      const server = net.createServer(broker.handle)
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+      const close = async () => {
+        await new Promise<void>((resolve) => broker.close(() => resolve()))
+        await new Promise<void>((resolve) => server.close(() => resolve()))
+      }
+      cleanups.push(() => (server.listening ? close() : undefined))
+      // the client ids connected to it now
+      const clients = new Set<string>()
+      broker.on('client', (client) => clients.add(client.id))
+      broker.on('clientDisconnect', (client) => clients.delete(client.id))
+      return { broker, close, clients, url: `mqtt://127.0.0.1:${(server.address() as net.AddressInfo).port}` }
+    }))
+    const [a, b] = brokers as [(typeof brokers)[number], (typeof brokers)[number]]
+    const refusedUrl = await freeUrl()
+
+    // the first refuses: each device goes on to the next, and start() resolves
+    const first = createFleet({ url: [refusedUrl, b.url], devices: 2, prefix: 'skip' })
+    cleanups.push(() => first.close())
+    expect(first.url).toBe(`${refusedUrl},${b.url}`)
+    await first.start()
+    expect([...b.clients].sort()).toEqual(['skip-generic-1', 'skip-tasmota-2'])
+    await first.close()
+
+    // on a until it closes, then on b: each device reconnects to the next URL (1 s later)
+    const fleet = createFleet({ url: [a.url, b.url], devices: 3, prefix: 'move' })
+    cleanups.push(() => fleet.close())
+    await fleet.start()
+    const ids = fleet.devices.map((d) => d.id).sort()
+    expect([...a.clients].sort()).toEqual(ids)
+    const reconnected = new Set<string>()
+    const allBack = new Promise<void>((resolve) =>
+      fleet.on('connect', (id) => {
+        reconnected.add(id)
+        if (reconnected.size === ids.length) resolve()
+      }),
+    )
+    await a.close()
+    await timeLimit(5000, 'every device to reconnect to the second broker', allBack)
+    expect([...b.clients].sort()).toEqual(ids)
+    expect(fleet.status().connected).toBe(3)
+
+    // when every URL refuses, start() rejects once each has been tried, naming them all
+    const none = createFleet({ url: [refusedUrl, a.url], devices: 1 })
+    cleanups.push(() => none.close())
+    const error = await none.start().then(() => new Error('start() resolved'), (e: unknown) => e as Error)
+    const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+    const refusedAt = (url: string) => escape(`ECONNREFUSED 127.0.0.1:${new URL(url).port}`)
+    expect(error.message).toMatch(new RegExp(`^${escape(`cannot connect to ${refusedUrl},${a.url}: `)}.*${refusedAt(refusedUrl)}; .*${refusedAt(a.url)}`))
+    expect(error.message).not.toContain('\n')
+  })
 })
+
+/** A URL of a port that was free a moment ago: connections to it are refused. */
+async function freeUrl(): Promise<string> {
+  const probe = net.createServer()
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve))
+  const { port } = probe.address() as net.AddressInfo
+  await new Promise<void>((resolve) => probe.close(() => resolve()))
+  return `mqtt://127.0.0.1:${port}`
+}
+
+/** `promise`, or an error saying what was expected after `ms`. */
+async function timeLimit<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms)
+  })
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer))
+}

@@ -210,6 +210,19 @@ describe('fleet scheduling and options', () => {
     expect(() => resolveFleetOptions({ format: 'zigbee' as 'generic' })).toThrow(/format/)
   })
 
+  it('takes several broker URLs of one kind, for failover', () => {
+    expect(resolveFleetOptions({ url: ['mqtt://10.0.0.1:1883', 'mqtt://10.0.0.2'] }).url).toEqual(['mqtt://10.0.0.1:1883', 'mqtt://10.0.0.2'])
+    expect(resolveFleetOptions({ url: ['mqtts://10.0.0.1:8883', 'mqtts://10.0.0.2:8883'] }).url).toHaveLength(2)
+    expect(resolveFleetOptions({ url: ['wss://a.example/mqtt', 'wss://b.example/mqtt'] }).url).toHaveLength(2)
+    expect(() => resolveFleetOptions({ url: [] })).toThrow(/url: needs at least one broker URL/)
+    expect(() => resolveFleetOptions({ url: ['mqtt://a:1883', 'http://b'] })).toThrow(/url\.1: must be a broker URL/)
+    expect(() => resolveFleetOptions({ url: ['mqtt://a:1883', 'ws://b:80/mqtt'] })).toThrow(/url: every URL must use one scheme \(mqtt:\/\/\), got ws:\/\/b:80\/mqtt/)
+    expect(() => resolveFleetOptions({ url: ['ws://a/mqtt', 'ws://b/'] })).toThrow(/the same path/)
+    expect(() => resolveFleetOptions({ url: ['mqtt://u:p@a', 'mqtt://b'] })).toThrow(/the same user name and password/)
+    expect(() => resolveFleetOptions({ url: ['mqtts://a.example', 'mqtts://b.example'] })).toThrow(/MQTT over TLS to several hosts/)
+    expect(() => resolveFleetOptions({ url: Array.from({ length: 17 }, (_, i) => `mqtt://10.0.0.${i}`) })).toThrow(/at most 16/)
+  })
+
   it('measures messages per second over a sliding second', () => {
     const meter = new RateMeter(1000, 10, 0)
     for (let t = 0; t < 3000; t += 10) meter.record(1, t)
