@@ -7,6 +7,8 @@ import { probePayload, probeTopic, telemetryPayload } from './probe.ts'
 export interface PublisherConfig {
   host: string
   port: number
+  /** Several brokers (the nodes of a cluster): device n connects to `ports[n % ports.length]`, round robin, instead of `port`. */
+  ports?: number[]
   /** Device numbers [first, first + count). */
   first: number
   count: number
@@ -22,6 +24,8 @@ export interface PublisherReport {
   type: 'report'
   sent: number
   measuredSent: number
+  /** With `ports`: what was sent inside the measured window to each, in the order of `ports`. */
+  measuredSentByPort?: number[]
 }
 
 const ctx = roleContext<PublisherConfig>()
@@ -42,6 +46,8 @@ const PINGRESP = 0xd0
 
 interface Device {
   n: number
+  /** Index in `ports` of the broker it is connected to (0 without `ports`). */
+  port: number
   socket: net.Socket
   seq: number
   packetId: number
@@ -55,12 +61,17 @@ let running = false
 let measured = false
 let sent = 0
 let measuredSent = 0
+const ports = config.ports ?? [config.port]
+const measuredByPort = ports.map(() => 0)
 
 function packet(device: Device): Buffer {
   device.seq++
   device.packetId = (device.packetId % 65535) + 1
   sent++
-  if (measured) measuredSent++
+  if (measured) {
+    measuredSent++
+    measuredByPort[device.port]!++
+  }
   const payload = config.metrics ? telemetryPayload(device.n, device.seq, config.metrics) : probePayload(device.n, device.seq, measured, config.payloadSize)
   return publishPacket(probeTopic(device.n), payload, config.qos, device.packetId)
 }
@@ -134,18 +145,20 @@ ctx.on('start', () => {
 ctx.on('measure', () => {
   measured = true
   measuredSent = 0
+  measuredByPort.fill(0)
 })
 ctx.on('stop', () => {
   running = false
-  ctx.send({ type: 'report', sent, measuredSent } satisfies PublisherReport)
+  ctx.send({ type: 'report', sent, measuredSent, ...(config.ports && { measuredSentByPort: measuredByPort }) } satisfies PublisherReport)
 })
 
 try {
   devices = await Promise.all(
     Array.from({ length: config.count }, async (_, i) => {
       const n = config.first + i
-      const socket = await connectRaw(config.host, config.port, `bench-${n}`)
-      const device: Device = { n, socket, seq: 0, packetId: 0, outstanding: 0, onPong: () => {} }
+      const port = n % ports.length
+      const socket = await connectRaw(config.host, ports[port]!, `bench-${n}`)
+      const device: Device = { n, port, socket, seq: 0, packetId: 0, outstanding: 0, onPong: () => {} }
       // read every reply (PUBACKs too), so the broker is never blocked by us
       socket.on('data', scanReplies(device))
       socket.on('error', () => {})

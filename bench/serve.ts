@@ -24,6 +24,10 @@ export interface ServeConfig {
   target: ServedTarget
   /** pulseboard: run on this broker (`externalBroker`) instead of the embedded one; `mqttPort` is then 0. */
   brokerUrl?: string
+  /** pulseboard: one node of a cluster on this Redis (`cluster`). */
+  cluster?: { url: string; nodeId: string }
+  /** pulseboard: history in this PostgreSQL database (`postgres`) instead of in memory. */
+  postgresUrl?: string
 }
 
 const ctx = roleContext<ServeConfig>()
@@ -75,13 +79,15 @@ try {
     case 'pulseboard': {
       // the bench measures capacity: the connection bounds of docs/limits.md must not be what it finds
       const { createPulseboard } = await import('../server/pulseboard.ts')
-      const { brokerUrl } = ctx.config
+      const { brokerUrl, cluster, postgresUrl } = ctx.config
       const app = await createPulseboard({
         mqttPort: 0,
         port: 0,
         host: HOST,
         ...CAPACITY,
         ...(brokerUrl !== undefined && { externalBroker: { url: brokerUrl } }),
+        ...(cluster !== undefined && { cluster }),
+        ...(postgresUrl !== undefined && { postgres: { url: postgresUrl } }),
       })
       const listening = await app.listen()
       // on an external broker there is no MQTT listener: devices connect to the broker

@@ -8,6 +8,7 @@ import {
   DEFAULT_LIVE_FILTERS,
   ErrorCodes,
   LIVE_NAMESPACE,
+  LiveViewSchema,
   PublishRequestSchema,
   SubscribeRequestSchema,
   fail,
@@ -15,10 +16,13 @@ import {
   topicError,
   REPLY_TOPIC_PREFIX,
   type Ack,
+  type AppliedView,
+  type DeviceSelection,
   type DeviceState,
   type Envelope,
   type ErrorCode,
   type LiveAuth,
+  type LiveView,
   type MessageProperties,
   type Reading,
   type Policy,
@@ -136,25 +140,36 @@ export function createBridge(parts: BridgeParts, opts: BridgeOptions = {}): Brid
     else registry.clientTakenOver(event.clientId)
   })
 
-  // Devices whose only change is new values go at most once a `valueUpdateIntervalMs`: a dashboard
-  // repaints a card per update, and `readings` carry each value within 100 ms anyway.
+  // A device whose only change is new values goes at most once a `valueUpdateIntervalMs`: a dashboard
+  // repaints a card per update, and `readings` carry each value within 100 ms anyway. Each device has
+  // its own phase in the interval (from its id), so a hundred devices come a few at a time all
+  // through the second, not all in one frame that repaints a hundred cards at once.
   const heldValues = new Map<string, DeviceState>()
-  let lastValueFlush = 0
+  /** Device id → the interval (counted from its phase) in which its state last went. */
+  const sentIn = new Map<string, number>()
+  const intervalOf = (id: string, now: number) => Math.floor((now + phaseOf(id, valueUpdateIntervalMs)) / valueUpdateIntervalMs)
+  /** How often held values are looked at: a tenth of the interval, as the registry batches. */
+  const valueTickMs = Math.max(10, valueUpdateIntervalMs / 10)
   let valueTimer: NodeJS.Timeout | null = null
   function onUpdate(changed: DeviceState[], all: Reading[], valuesOnly: DeviceState[], stored: Reading[]): void {
     // in a cluster each reading goes out once, from the node that received its message
     const readings = parts.clustered ? stored : all
-    for (const d of changed) heldValues.delete(d.id)
-    for (const d of valuesOnly) heldValues.set(d.id, d)
     const now = Date.now()
-    let send = changed
-    if (heldValues.size > 0 && now - lastValueFlush >= valueUpdateIntervalMs) {
-      send = [...changed, ...heldValues.values()]
-      heldValues.clear()
-      lastValueFlush = now
+    const send = [...changed]
+    for (const d of changed) {
+      heldValues.delete(d.id)
+      sentIn.set(d.id, intervalOf(d.id, now))
+    }
+    for (const d of valuesOnly) heldValues.set(d.id, d)
+    for (const [id, d] of heldValues) {
+      const interval = intervalOf(id, now)
+      if (sentIn.get(id) === interval) continue
+      send.push(d)
+      heldValues.delete(id)
+      sentIn.set(id, interval)
     }
     fanout.sendDeviceUpdate(send, readings)
-    if (heldValues.size > 0) valueTimer ??= setTimeout(flushValues, lastValueFlush + valueUpdateIntervalMs - now)
+    if (heldValues.size > 0) valueTimer ??= setTimeout(flushValues, valueTickMs)
   }
   function flushValues(): void {
     valueTimer = null
@@ -163,11 +178,12 @@ export function createBridge(parts: BridgeParts, opts: BridgeOptions = {}): Brid
   registry.on('update', onUpdate)
   const onForget = (id: string) => {
     heldValues.delete(id)
+    sentIn.delete(id)
     fanout.sendForget(id)
   }
   registry.on('forget', onForget)
-  // Device events go to the `devices` room as one broadcast, joined only by principals who may read every
-  // topic (seesEveryDevice); one whose rules are narrower lists its devices through the API.
+  // Device events of every device go to the `devices` room as one broadcast, joined only by principals who
+  // may read every topic (seesEveryDevice); one whose rules are narrower names the devices it may see.
   const seesEveryDevice = (p: Principal) => policy.canSubscribe(p, '#')
 
   /** Publishes one socket client's message through the source; the subscription shows it to socket clients. */
@@ -241,20 +257,49 @@ export function createBridge(parts: BridgeParts, opts: BridgeOptions = {}): Brid
     })
   })
 
+  /**
+   * A view as this principal may have it: defaults filled in, filters checked, and devices it may
+   * not see left out (as device events have always been: for one who may not see every device,
+   * "every device" is none). A CodedError says why not.
+   */
+  function applyView(principal: Principal, request: unknown): AppliedView | CodedError {
+    const parsed = LiveViewSchema.safeParse(request ?? {})
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]
+      return new CodedError('E_INVALID_MESSAGE', `view must be { filters?, devices?, readings? }: ${issue ? `${issue.path.join('.') || 'view'}: ${issue.message}` : 'invalid'}`)
+    }
+    const view = parsed.data as LiveView
+    const filters = view.filters === undefined ? [...DEFAULT_LIVE_FILTERS] : parseFilters(view.filters, maxTopicLength, true)
+    if (typeof filters === 'string') return new CodedError('E_INVALID_FILTER', filters)
+    const denied = unreadable(principal, filters)
+    if (denied) return denied
+    const devices = view.devices ?? true
+    const allowed = (selection: DeviceSelection): DeviceSelection => {
+      // device events are one broadcast to the clients of every device: those who may see them all
+      if (typeof selection === 'boolean') return selection && seesEveryDevice(principal)
+      const ids = [...new Set(selection)].filter((id) => policy.canSeeDevice(principal, id)).sort()
+      return ids.length > 0 ? ids : false
+    }
+    return { filters, devices: allowed(devices), readings: allowed(view.readings ?? devices) }
+  }
+
+  /** The `devices` snapshot of a view: every device it names that the server knows. */
+  function snapshot(principal: Principal, devices: DeviceSelection): DeviceState[] {
+    if (devices === true) return registry.list().filter((d) => policy.canSeeDevice(principal, d.id))
+    if (devices === false) return []
+    return devices.map((id) => registry.get(id)).filter((d): d is DeviceState => d !== undefined)
+  }
+
   // The view in the handshake applies before the first message, and again on every reconnect.
   live.use(async (socket, next) => {
     const refused = await authenticate(socket)
     if (refused) return next(handshakeError(refused))
     const auth = socket.handshake.auth as LiveAuth
     // `filters` and `devices` at the top level are the shape before `view`, still read until 0.3
-    const view = auth.view ?? { ...(auth.filters !== undefined && { filters: auth.filters }), ...(auth.devices !== undefined && { devices: auth.devices }) }
-    const parsed = view.filters === undefined ? [...DEFAULT_LIVE_FILTERS] : parseFilters(view.filters, maxTopicLength)
-    if (typeof parsed === 'string') return next(handshakeError(new CodedError('E_INVALID_FILTER', parsed)))
-    const denied = unreadable(socket.data.principal, parsed)
-    if (denied) return next(handshakeError(denied))
-    socket.data.filters = parsed
-    // device events are one broadcast: they go to those who may see every device
-    socket.data.devices = view.devices !== false && seesEveryDevice(socket.data.principal)
+    const requested = auth.view ?? { ...(auth.filters !== undefined && { filters: auth.filters }), ...(auth.devices !== undefined && { devices: auth.devices }) }
+    const view = applyView(socket.data.principal, requested)
+    if (view instanceof CodedError) return next(handshakeError(view))
+    Object.assign(socket.data, view)
     next()
   })
 
@@ -264,7 +309,7 @@ export function createBridge(parts: BridgeParts, opts: BridgeOptions = {}): Brid
     fanout.addLiveClient(socket)
     const { principal } = socket.data
     socket.emit('broker', source.status())
-    if (socket.data.devices) socket.emit('devices', registry.list().filter((d) => policy.canSeeDevice(principal, d.id)))
+    if (socket.data.devices) socket.emit('devices', snapshot(principal, socket.data.devices))
 
     socket.on('message', (message: unknown, ack: unknown) => {
       const reply = ackOf(ack)
@@ -322,6 +367,17 @@ export function createBridge(parts: BridgeParts, opts: BridgeOptions = {}): Brid
       if (denied) return reject(reply, ErrorCodes.E_NOT_AUTHORIZED, denied.message)
       reply({ ok: true, filters: fanout.setFilters(socket, filters) })
     })
+
+    socket.on('view', (request: unknown, ack: unknown) => {
+      const reply = ackOf(ack)
+      const view = applyView(principal, request)
+      if (view instanceof CodedError) return reject(reply, view.code, view.message)
+      const before = socket.data.devices
+      const applied = fanout.setView(socket, view)
+      reply({ ok: true, view: applied })
+      // after the ack, so the client knows which view the snapshot is of
+      if (applied.devices && JSON.stringify(applied.devices) !== JSON.stringify(before)) socket.emit('devices', snapshot(principal, applied.devices))
+    })
   })
 
   async function close(): Promise<void> {
@@ -340,6 +396,13 @@ export function createBridge(parts: BridgeParts, opts: BridgeOptions = {}): Brid
     if (isDeviceTopic(envelope.topic)) registry.ingest(envelope, { replay: true })
   }
   return { stats, fanout, registry, learn, chat, live, close }
+}
+
+/** Where in an interval of `ms` a device's value updates fall: FNV-1a of its id, the same on every node. */
+function phaseOf(id: string, ms: number): number {
+  let h = 0x811c9dc5
+  for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193)
+  return (h >>> 0) % ms
 }
 
 /** A message as `/live` clients see it: the payload as text, or base64 when it is not UTF-8. */
@@ -377,10 +440,11 @@ function lengthError(topic: string, max: number): string | null {
   return Buffer.byteLength(topic) > max ? `longer than ${max} bytes (--max-topic-length)` : null
 }
 
-/** Valid MQTT filters from a `subscribe` request or handshake, or why not. */
-function parseFilters(request: unknown, maxLength: number): string[] | string {
+/** Valid MQTT filters from a `subscribe` request or a view (where `[]` is none), or why not. */
+function parseFilters(request: unknown, maxLength: number, noneAllowed = false): string[] | string {
+  if (noneAllowed && Array.isArray(request) && request.length === 0) return []
   const parsed = SubscribeRequestSchema.safeParse(request)
-  if (!parsed.success) return 'filters must be a topic filter or an array of 1 to 256 filters'
+  if (!parsed.success) return `filters must be a topic filter or an array of ${noneAllowed ? 0 : 1} to 256 filters`
   const filters = typeof parsed.data === 'string' ? [parsed.data] : parsed.data
   for (const filter of filters) {
     const problem = filterError(filter) ?? lengthError(filter, maxLength)

@@ -3,8 +3,10 @@ import type { OnLimit } from '../protocol/limits.ts'
 import type { Principal } from '../protocol/access.ts'
 import {
   topicMatches,
+  type AppliedView,
   type ChatClientToServerEvents,
   type ChatServerToClientEvents,
+  type DeviceSelection,
   type DeviceState,
   type Envelope,
   type Reading,
@@ -17,11 +19,19 @@ export interface ChatSocketData {
   principal: Principal
 }
 
-export interface LiveSocketData extends ChatSocketData {
-  /** Topic filters this client receives; set by the handshake, `#` by default. */
-  filters: string[]
-  /** Receives `device` and `readings` updates; set by the handshake, true by default. */
-  devices: boolean
+/** What a `/live` client is sent: its view, as the handshake or its last `view` event set it (see `AppliedView`). */
+export interface LiveSocketData extends ChatSocketData, AppliedView {}
+
+/**
+ * A group of `/live` clients that nodes of a cluster share, so that the node that received a
+ * message or a reading sends it to every node's clients of the group, once: the clients of one set
+ * of topic filters, or of the readings of one set of devices. Device state needs no sharing: every
+ * node's registry sees every message and tells its own clients.
+ */
+export interface LiveGroup {
+  kind: 'filters' | 'readings'
+  /** Topic filters, or device ids: sorted, each once. */
+  keys: string[]
 }
 
 export type ChatNamespace = Namespace<ChatClientToServerEvents, ChatServerToClientEvents, object, ChatSocketData>
@@ -58,11 +68,12 @@ export interface FanoutOptions {
   recoveryWindowMs?: number
   /**
    * One of several nodes whose `/live` broadcasts reach every node's clients (socket.io's Redis
-   * adapter): `/live` gets only what `send` says this node received from its publisher, sent to
-   * every filter group of any node (`addGroup`), and told of each group made here; `/` and device
-   * events stay on this node, which sees every message.
+   * adapter): `/live` gets only what `send` says this node received from its publisher, and only
+   * the readings `sendDeviceUpdate` is given (this node's), sent to every group of any node
+   * (`addGroup`), and told of each group made here; `/` and device events stay on this node,
+   * which sees every message.
    */
-  cluster?: { announceGroup(filters: readonly string[]): void }
+  cluster?: { announceGroup(group: LiveGroup): void }
   onLimit?: OnLimit
 }
 
@@ -91,8 +102,21 @@ export interface FanoutStats {
 const LAG_TICK_MS = 1000
 /** Room of the clients that are too far behind to be sent more. */
 const LAGGING = 'lagging'
-/** Room of the `/live` clients that follow device updates. */
+/** Room of the `/live` clients that follow the state of every device. */
 const DEVICES = 'devices'
+/** Room of the `/live` clients that follow the readings of every device. */
+const READINGS = 'readings'
+
+/** Kinds of group: messages by filters, readings of some devices, state of some devices (this node's clients only). */
+type GroupKind = LiveGroup['kind'] | 'devices'
+
+interface Group {
+  keys: string[]
+  members: number
+  emptySince: number
+  /** Known to every node (a cluster's): another node's clients may be in it, so it stays. */
+  shared?: true
+}
 
 /**
  * Delivers messages to both namespaces, coalescing adaptively. After a quiet
@@ -103,6 +127,10 @@ const DEVICES = 'devices'
  * halves again as the rate falls. Each flush sends `/live` clients one frame
  * per filter group, encoded once and written to every member of the group:
  * fewer, larger frames cost the server and the browsers less than many small ones.
+ *
+ * Device state and readings go the same way, to the groups of clients that follow the same
+ * devices (one room for "every device", one per set of device ids): each batch is split among the
+ * groups in one pass, through an index from device id to groups, and encoded once per group.
  */
 export class Fanout {
   readonly stats: FanoutStats = { dropped: 0, slowClients: 0, laggedOut: 0, broadcasts: 0 }
@@ -111,10 +139,15 @@ export class Fanout {
   readonly #opts: Required<Omit<FanoutOptions, 'onLimit' | 'cluster'>>
   readonly #onLimit: OnLimit
   readonly #cluster: FanoutOptions['cluster']
-  /** Filter groups by room name; each `/live` client is in exactly one. `remote`: a group of another node's clients. */
-  readonly #groups = new Map<string, { filters: string[]; members: number; emptySince: number; remote?: true }>()
-  /** When the last client following devices left; device updates go on for the recovery window after. */
-  #devicesEmptySince = -Infinity
+  /** Groups by kind and room name; each `/live` client is in at most one of each kind. */
+  readonly #groups: Record<GroupKind, Map<string, Group>> = { filters: new Map(), readings: new Map(), devices: new Map() }
+  /** Device id → rooms of the groups of that kind that name it. */
+  readonly #byDevice: Record<'readings' | 'devices', Map<string, Set<string>>> = { readings: new Map(), devices: new Map() }
+  /** When the last client of the every-device rooms left; their broadcasts go on for the recovery window after. */
+  readonly #emptySince = new Map<string, number>([
+    [DEVICES, -Infinity],
+    [READINGS, -Infinity],
+  ])
   /** Clients skipped for now, and their namespace. */
   readonly #lagging = new Map<AnySocket, 'chat' | 'live'>()
   /** Each watched client's backlog, with the lag tick at which its oldest waiting packet was created. */
@@ -146,24 +179,26 @@ export class Fanout {
     this.#watchBacklog(socket as AnySocket, 'chat')
   }
 
-  /** Puts a `/live` client in the group of its handshake filters and watches its backlog. */
+  /** Puts a `/live` client in the groups of its handshake view and watches its backlog. */
   addLiveClient(socket: LiveSocket): void {
-    socket.data.filters = normalize(socket.data.filters)
-    this.#join(socket, socket.data.filters)
-    if (socket.data.devices) void socket.join(DEVICES)
+    // a recovered session is back in the rooms of the view it had; the handshake's view holds now
+    for (const room of [...socket.rooms]) if (room !== socket.id) void socket.leave(room)
+    this.#enter(socket, socket.data)
     this.#watchBacklog(socket as AnySocket, 'live')
-    socket.on('disconnect', () => {
-      this.#leave(socket)
-      if (socket.data.devices && !this.#live.adapter.rooms.get(DEVICES)?.size) this.#devicesEmptySince = performance.now()
-    })
+    socket.on('disconnect', () => this.#exit(socket))
+  }
+
+  /** Replaces a `/live` client's whole view (already validated and allowed); returns it as applied. */
+  setView(socket: LiveSocket, view: AppliedView): AppliedView {
+    this.#exit(socket)
+    this.#enter(socket, view)
+    const { filters, devices, readings } = socket.data
+    return { filters, devices, readings }
   }
 
   /** Replaces a `/live` client's topic filters (already validated). */
   setFilters(socket: LiveSocket, filters: string[]): string[] {
-    this.#leave(socket)
-    socket.data.filters = normalize(filters)
-    this.#join(socket, socket.data.filters)
-    return socket.data.filters
+    return this.setView(socket, { ...socket.data, filters }).filters
   }
 
   /** A message for every client; in a cluster, `origin` false keeps it from `/live` (its node sends it there). */
@@ -209,8 +244,8 @@ export class Fanout {
     }
     if (chatTarget) this.stats.broadcasts += chatCount
 
-    for (const [room, group] of liveQueue.length > 0 ? this.#groups : []) {
-      const batch = liveQueue.filter((e) => group.filters.some((f) => topicMatches(f, e.topic)))
+    for (const [room, group] of liveQueue.length > 0 ? this.#groups.filters : []) {
+      const batch = liveQueue.filter((e) => group.keys.some((f) => topicMatches(f, e.topic)))
       missed.set(room, batch.length)
       for (let i = 0; i < batch.length; i += this.#opts.maxBatch) {
         const chunk = batch.slice(i, i + this.#opts.maxBatch)
@@ -222,37 +257,43 @@ export class Fanout {
     }
 
     for (const [socket, namespace] of skipped) {
-      this.stats.dropped +=
-        namespace === 'chat' ? chatCount : (missed.get(roomOf((socket as LiveSocket).data.filters)) ?? 0)
+      const filters = (socket as LiveSocket).data.filters
+      this.stats.dropped += namespace === 'chat' ? chatCount : filters.length > 0 ? (missed.get(roomOf('filters', filters)) ?? 0) : 0
     }
   }
 
-  /** Device changes and readings, already batched by the registry. */
-  /** Device changes and readings, already batched by the registry; in a cluster, `readings` are this node's to send to all. */
+  /**
+   * Device changes and readings, already batched by the registry: to the clients of every device,
+   * and to each group of some devices, what concerns them. In a cluster, `readings` are this node's
+   * to send to every node's clients, and device changes go to this node's clients only.
+   */
   sendDeviceUpdate(changed: DeviceState[], readings: Reading[]): void {
-    if (this.#cluster) {
-      // every node's registry sees every message and tells its own clients of device changes
-      if (changed.length > 0) this.#live.local.to(DEVICES).except(LAGGING).emit('device', changed)
-      if (readings.length > 0) this.#live.to(DEVICES).except(LAGGING).emit('readings', readings)
-      return
+    if (changed.length > 0) {
+      const local = this.#cluster ? this.#live.local : this.#live
+      if (this.#cluster || this.#audience(DEVICES)) this.#emit(local, DEVICES, 'device', changed)
+      for (const [room, some] of this.#select('devices', changed, (d) => d.id)) this.#emit(local, room, 'device', some)
     }
-    // socket.io encodes a broadcast before it looks for receivers; skip the work when there are none
-    if (!this.#live.adapter.rooms.get(DEVICES)?.size && performance.now() - this.#devicesEmptySince > this.#opts.recoveryWindowMs) return
-    const target = this.#live.to(DEVICES).except(LAGGING)
-    if (changed.length > 0) target.emit('device', changed)
-    if (readings.length > 0) target.emit('readings', readings)
+    if (readings.length > 0) {
+      // in a cluster other nodes' clients may be in the room: socket.io's adapter cannot say here
+      if (this.#cluster || this.#audience(READINGS)) this.#emit(this.#live, READINGS, 'readings', readings)
+      for (const [room, some] of this.#select('readings', readings, (r) => r.device)) this.#emit(this.#live, room, 'readings', some)
+    }
   }
 
   /** A device the registry no longer knows (in a cluster, every node's registry forgets it and tells its own clients). */
   sendForget(id: string): void {
-    ;(this.#cluster ? this.#live.local : this.#live).to(DEVICES).emit('forget', id)
+    const target = this.#cluster ? this.#live.local : this.#live
+    target.to([DEVICES, ...(this.#byDevice.devices.get(id) ?? [])]).emit('forget', id)
   }
 
-  /** A filter group of another node's clients: this node's messages go to it too. */
-  addGroup(filters: string[]): void {
-    const sorted = normalize(filters)
-    const room = roomOf(sorted)
-    if (!this.#groups.has(room)) this.#groups.set(room, { filters: sorted, members: 0, emptySince: 0, remote: true })
+  /** A group of another node's clients (or one every node knows): this node's messages and readings go to it too. */
+  addGroup(group: LiveGroup): void {
+    const keys = normalize(group.keys)
+    const room = roomOf(group.kind, keys)
+    const known = this.#groups[group.kind].get(room)
+    // ours too, maybe: either way another node may have clients in it, so it stays
+    if (known) known.shared = true
+    else this.#add(group.kind, room, { keys, members: 0, emptySince: 0, shared: true })
   }
 
   close(): void {
@@ -262,25 +303,102 @@ export class Fanout {
     this.#queue = []
   }
 
-  #join(socket: LiveSocket, filters: string[]): void {
-    const room = roomOf(filters)
-    const group = this.#groups.get(room)
+  /** Whether anyone is in an every-device room, or was within the recovery window (to be sent what they missed). */
+  #audience(room: string): boolean {
+    return (this.#live.adapter.rooms.get(room)?.size ?? 0) > 0 || performance.now() - this.#emptySince.get(room)! <= this.#opts.recoveryWindowMs
+  }
+
+  #emit<E extends 'device' | 'readings'>(target: LiveNamespace | LiveNamespace['local'], room: string, event: E, data: Parameters<LiveServerToClientEvents[E]>[0]): void {
+    ;(target.to(room).except(LAGGING).emit as (event: E, data: unknown) => boolean)(event, data)
+    this.stats.broadcasts++
+  }
+
+  /** What of `items` each group of some devices follows, by room; one pass through the index. */
+  #select<T>(kind: 'readings' | 'devices', items: readonly T[], deviceOf: (item: T) => string): Map<string, T[]> {
+    const out = new Map<string, T[]>()
+    const index = this.#byDevice[kind]
+    if (index.size === 0) return out
+    for (const item of items) {
+      const rooms = index.get(deviceOf(item))
+      if (!rooms) continue
+      for (const room of rooms) {
+        const list = out.get(room)
+        if (list) list.push(item)
+        else out.set(room, [item])
+      }
+    }
+    return out
+  }
+
+  #enter(socket: LiveSocket, view: AppliedView): void {
+    const filters = normalize(view.filters)
+    const devices = normalizeSelection(view.devices)
+    const readings = normalizeSelection(view.readings)
+    Object.assign(socket.data, { filters, devices, readings })
+    if (filters.length > 0) this.#join(socket, 'filters', filters)
+    if (devices === true) void socket.join(DEVICES)
+    else if (devices) this.#join(socket, 'devices', devices)
+    if (readings === true) void socket.join(READINGS)
+    else if (readings) this.#join(socket, 'readings', readings)
+  }
+
+  #exit(socket: LiveSocket): void {
+    const { filters, devices, readings } = socket.data
+    if (filters.length > 0) this.#leave(socket, 'filters', filters)
+    for (const [kind, all, selection] of [
+      ['devices', DEVICES, devices],
+      ['readings', READINGS, readings],
+    ] as const) {
+      if (selection === true) {
+        void socket.leave(all)
+        if (!this.#live.adapter.rooms.get(all)?.size) this.#emptySince.set(all, performance.now())
+      } else if (selection) this.#leave(socket, kind, selection)
+    }
+  }
+
+  #join(socket: LiveSocket, kind: GroupKind, keys: string[]): void {
+    const room = roomOf(kind, keys)
+    const group = this.#groups[kind].get(room)
     if (group) group.members++
     else {
-      this.#groups.set(room, { filters, members: 1, emptySince: 0 })
-      this.#cluster?.announceGroup(filters)
+      this.#add(kind, room, { keys, members: 1, emptySince: 0 })
+      if (kind !== 'devices') this.#cluster?.announceGroup({ kind, keys })
     }
     void socket.join(room)
   }
 
-  #leave(socket: LiveSocket): void {
-    const room = roomOf(socket.data.filters)
+  #leave(socket: LiveSocket, kind: GroupKind, keys: string[]): void {
+    const room = roomOf(kind, keys)
     void socket.leave(room)
-    const group = this.#groups.get(room)
+    const group = this.#groups[kind].get(room)
     if (!group || --group.members > 0) return
     // kept for the recovery window: its client may come back and be sent what it missed
-    if (this.#opts.recoveryWindowMs > 0) group.emptySince = performance.now()
-    else this.#groups.delete(room)
+    if (this.#opts.recoveryWindowMs > 0 || group.shared) group.emptySince = performance.now()
+    else this.#drop(kind, room)
+  }
+
+  #add(kind: GroupKind, room: string, group: Group): void {
+    this.#groups[kind].set(room, group)
+    if (kind === 'filters') return
+    const index = this.#byDevice[kind]
+    for (const id of group.keys) {
+      const rooms = index.get(id)
+      if (rooms) rooms.add(room)
+      else index.set(id, new Set([room]))
+    }
+  }
+
+  #drop(kind: GroupKind, room: string): void {
+    const group = this.#groups[kind].get(room)
+    if (!group) return
+    this.#groups[kind].delete(room)
+    if (kind === 'filters') return
+    const index = this.#byDevice[kind]
+    for (const id of group.keys) {
+      const rooms = index.get(id)
+      rooms?.delete(room)
+      if (rooms?.size === 0) index.delete(id)
+    }
   }
 
   /**
@@ -322,8 +440,10 @@ export class Fanout {
   #disconnectLagging(): void {
     this.#tick++
     const now = performance.now()
-    for (const [room, group] of this.#groups) {
-      if (group.members === 0 && !group.remote && now - group.emptySince > this.#opts.recoveryWindowMs) this.#groups.delete(room)
+    for (const kind of ['filters', 'readings', 'devices'] as const) {
+      for (const [room, group] of this.#groups[kind]) {
+        if (group.members === 0 && !group.shared && now - group.emptySince > this.#opts.recoveryWindowMs) this.#drop(kind, room)
+      }
     }
     const maxTicks = Math.ceil(this.#opts.maxLagMs / LAG_TICK_MS)
     for (const [socket, backlog] of this.#backlogs) {
@@ -342,11 +462,20 @@ function sizeOf(data: unknown): number {
   return data instanceof ArrayBuffer || ArrayBuffer.isView(data) ? data.byteLength : 0
 }
 
-/** One group per distinct set of filters, whatever their order. */
-function normalize(filters: string[]): string[] {
-  return [...new Set(filters)].sort()
+/** One group per distinct set of filters or device ids, whatever their order. */
+function normalize(keys: readonly string[]): string[] {
+  return [...new Set(keys)].sort()
 }
 
-function roomOf(filters: string[]): string {
-  return `filters:${filters.join('\u0000')}`
+/** Every device, none, or these: an empty list is none. */
+function normalizeSelection(selection: DeviceSelection): DeviceSelection {
+  if (typeof selection === 'boolean') return selection
+  const ids = normalize(selection)
+  return ids.length > 0 ? ids : false
+}
+
+const ROOM_PREFIX: Record<GroupKind, string> = { filters: 'filters:', readings: 'readings:', devices: 'device:' }
+
+function roomOf(kind: GroupKind, keys: readonly string[]): string {
+  return ROOM_PREFIX[kind] + keys.join('\u0000')
 }

@@ -4,10 +4,13 @@ import path from 'node:path'
 import { mosquittoInstalled } from '../bench/mosquitto.ts'
 import { runScenario, type ProcessFigures, type ScenarioOptions, type ScenarioResult, type Target } from '../bench/run.ts'
 import { runScale, type ScaleResult } from '../bench/scale.ts'
-import { runDashboardBench } from '../bench/browser.ts'
+import { runDashboardBench, type DashboardBenchResult } from '../bench/browser.ts'
 import { runFootprint } from '../bench/footprint.ts'
 import { runHistoryBench, runHistoryHttpBench, HISTORY_TARGETS, type HistoryBenchResult, type HistoryHttpResult } from '../bench/history.ts'
 import { runIngestBench, INGEST_TARGETS, type IngestResult } from '../bench/ingest.ts'
+import { runClusterBench, type ClusterBenchOptions, type ClusterBenchResult, type ClusterRun } from '../bench/cluster.ts'
+import { redisInstalled } from '../bench/redis.ts'
+import { postgresInstalled } from '../bench/postgres.ts'
 import type { ReceiverKind } from '../bench/receiver.ts'
 import { UsageError, duration, integer, parse, type Command } from './args.ts'
 
@@ -30,15 +33,22 @@ Options:
   -s, --scenario <name>  light (2k msg/s, 20 /live clients), heavy (as fast as
                          the devices can publish), broker (MQTT subscriber only),
                          soak (light for 10 min), scale (idle connections), or
-                         dashboard (a headless Chromium page under 5,000
-                         readings/s: main-thread busy time and heap), or
+                         dashboard (headless Chromium on the device page and
+                         the overview, at 500 and 5,000 readings/s: main-thread
+                         busy time, heap, bytes into the page, and how long a
+                         reading takes to show in its tile), or
                          footprint (idle memory, start-up time, and memory
                          with 1,000 devices publishing every 5 s, beside aedes
                          alone and mosquitto), or history (10,000 readings/s into
                          two servers side by side, the SQLite store and
                          --no-store, for 10 min: CPU, memory, queue, database
                          size; then long-range queries and a 1 M-row CSV export,
-                         in process and over HTTP) (default light)
+                         in process and over HTTP), or cluster (1, 2 and 3
+                         nodes of a cluster on one Redis, each its own process,
+                         the same load each time: devices round robin over the
+                         nodes, /live clients spread over them; CPU per message
+                         and per delivery of each node, Redis, and with
+                         --history postgres PostgreSQL) (default light)
       --compare          run Pulseboard, Pulseboard on mosquitto, a naive bridge,
                          the broker alone and mosquitto (the mosquitto ones when
                          installed), interleaved, and print ratios
@@ -53,6 +63,10 @@ Options:
       --metrics <n>      history: numbers in each telemetry message (default 10)
       --only <part>      history: ingest, or queries (queries and export) alone
   -k, --clients <n>      receiving clients
+      --nodes <list>     cluster: cluster sizes, in order (default 1,2,3)
+      --standalone       cluster: also a Pulseboard without Redis, first in each round
+      --history <kind>   cluster: memory, or postgres (a throwaway PostgreSQL,
+                         a new database for each configuration) (default memory)
       --receiver <kind>  live, chat (namespace /) or mqtt (default: live for
                          bridges, mqtt for brokers)
       --qos <0|1>        QoS of the device publishes (default 0)
@@ -60,11 +74,16 @@ Options:
       --duration <time>  measured time (default 10s; soak and history 10m)
       --warmup <time>    load before measuring (default 2s; history 10s)
       --connections <n>  scale: idle MQTT devices (default 10000); sockets are a fifth
-      --route <hash>     dashboard: the page to watch (default #/, the overview;
-                         e.g. #/devices/bench-0, #/messages)
+      --route <hash>     dashboard: the one page to watch (default: the device page
+                         #/devices/bench-0 and the overview #/; e.g. #/messages);
+                         --rate likewise picks one rate instead of 100 and 1,000
+                         messages/s (500 and 5,000 readings/s)
+      --everything       dashboard: also each page subscribed to everything, as
+                         the dashboard was before views, interleaved
       --url <url>        measure a running Pulseboard instead (HTTP URL); with --mqtt-url
       --mqtt-url <url>   its MQTT address (default mqtt://<host of --url>:1883)
-      --profile <dir>    write a CPU profile of the server there (node --cpu-prof)
+      --profile <dir>    write a CPU profile of the server there (node --cpu-prof;
+                         cluster: of each node)
       --json             print results as JSON instead of a table
   -h, --help             show this help
 
@@ -72,7 +91,8 @@ Examples:
   pulseboard bench --scenario light --compare
   pulseboard bench --scenario heavy --runs 3
   pulseboard bench --scenario scale
-  pulseboard bench --scenario history --duration 60s`
+  pulseboard bench --scenario history --duration 60s
+  pulseboard bench --scenario cluster --history postgres --runs 3`
 
 type Row = ScenarioResult & { run: number }
 
@@ -96,6 +116,10 @@ export const command: Command = {
       metrics: { type: 'string' },
       only: { type: 'string' },
       route: { type: 'string' },
+      everything: { type: 'boolean' },
+      nodes: { type: 'string' },
+      standalone: { type: 'boolean' },
+      history: { type: 'string' },
       url: { type: 'string' },
       'mqtt-url': { type: 'string' },
       profile: { type: 'string' },
@@ -110,9 +134,11 @@ export const command: Command = {
     if (scenario === 'dashboard') {
       return dashboard({
         devices: integer(values.devices ?? '100', '--devices', 1, 10_000),
-        rate: integer(values.rate ?? '1000', '--rate', 1, 100_000),
-        durationMs: duration(values.duration, '--duration', 60_000),
-        route: values.route ?? '#/',
+        rates: values.rate === undefined ? [...DASHBOARD_RATES] : [integer(values.rate, '--rate', 1, 100_000)],
+        durationMs: duration(values.duration, '--duration', 30_000),
+        routes: values.route === undefined ? [...DASHBOARD_ROUTES] : [values.route],
+        runs: integer(values.runs ?? '1', '--runs', 1, 100),
+        everything: values.everything ?? false,
       }, json)
     }
     if (scenario === 'history') {
@@ -132,8 +158,32 @@ export const command: Command = {
         json,
       )
     }
+    if (scenario === 'cluster') {
+      const history = values.history ?? 'memory'
+      if (history !== 'memory' && history !== 'postgres') throw new UsageError(`--history must be memory or postgres, got ${JSON.stringify(history)}`)
+      const nodes = (values.nodes ?? '1,2,3').split(',').map((n) => integer(n.trim(), '--nodes', 1, 8))
+      const durationMs = duration(values.duration, '--duration', 10_000)
+      if (durationMs < 1000) throw new UsageError(`--duration must be at least 1s, got ${JSON.stringify(values.duration)}`)
+      const opts = {
+        nodes,
+        standalone: values.standalone ?? false,
+        // modest, so that three nodes, Redis and PostgreSQL stay well inside two cores; 12 clients and 120 devices divide by 1, 2 and 3
+        devices: integer(values.devices ?? '120', '--devices', 1, 10_000),
+        rate: integer(values.rate ?? '600', '--rate', 1, 100_000),
+        clients: integer(values.clients ?? '12', '--clients', 0, 10_000),
+        payloadSize: integer(values.payload ?? '60', '--payload', 40, 262_144),
+        durationMs,
+        warmupMs: duration(values.warmup, '--warmup', 2000),
+        runs: integer(values.runs ?? '1', '--runs', 1, 100),
+        history,
+        ...(values.profile !== undefined && { profileDir: values.profile }),
+      } satisfies Omit<ClusterBenchOptions, 'onProgress' | 'signal'>
+      if (!redisInstalled()) throw new UsageError('redis-server is not installed; apt-get install redis-server')
+      if (history === 'postgres' && !postgresInstalled()) throw new UsageError('PostgreSQL is not installed; apt-get install postgresql')
+      return cluster(opts, json)
+    }
     if (!(scenario in SCENARIOS)) {
-      throw new UsageError(`--scenario must be light, heavy, broker, soak, scale, dashboard, footprint or history, got ${JSON.stringify(scenario)}`)
+      throw new UsageError(`--scenario must be light, heavy, broker, soak, scale, dashboard, footprint, history or cluster, got ${JSON.stringify(scenario)}`)
     }
     const preset = SCENARIOS[scenario as keyof typeof SCENARIOS]
     const targets = chooseTargets(values.compare ?? false, values.target ?? (scenario === 'broker' ? 'broker' : 'pulseboard'), scenario)
@@ -404,22 +454,106 @@ async function scale(connections: number, json: boolean): Promise<void> {
   }
 }
 
-async function dashboard(opts: Parameters<typeof runDashboardBench>[0], json: boolean): Promise<void> {
+/** The pages and rates of docs/benchmarks.md: messages/s of 5 readings each, 500 and 5,000 readings/s. */
+const DASHBOARD_ROUTES = ['#/devices/bench-0', '#/'] as const
+const DASHBOARD_RATES = [100, 1000] as const
+
+interface DashboardOptions {
+  devices: number
+  rates: number[]
+  routes: string[]
+  durationMs: number
+  runs: number
+  everything: boolean
+}
+
+/** One page at one rate, as its runs' medians. */
+type DashboardCase = DashboardBenchResult & { runs: number }
+
+/**
+ * Every page at every rate, round after round (page A, page B, ... then the next round), so that
+ * what the shared machine does to one it does to the others; medians of the rounds.
+ */
+async function dashboard(opts: DashboardOptions, json: boolean): Promise<void> {
+  const cases = opts.routes.flatMap((route) => opts.rates.flatMap((rate) => [false, ...(opts.everything ? [true] : [])].map((everything) => ({ route, rate, everything }))))
   process.stderr.write(
-    `pulseboard bench: dashboard ${opts.route} in headless Chromium, ${opts.devices} devices, ${opts.rate * 5} readings/s, ${opts.durationMs / 1000} s\n`,
+    `pulseboard bench: dashboard in headless Chromium, ${opts.devices} devices × 5 metrics; ${cases.length} case${cases.length > 1 ? 's' : ''}, ${opts.runs} round${opts.runs > 1 ? 's' : ''}, ${opts.durationMs / 1000} s measured each\n`,
   )
   const tty = process.stderr.isTTY
-  const result = await runDashboardBench(opts, (line) => process.stderr.write(tty ? `\r\x1b[K${line}` : `${line}\n`))
-  if (tty) process.stderr.write('\n')
-  if (json) return void console.log(JSON.stringify(result, null, 2))
-  console.log(
-    [
-      `\n${result.route}: ${fmt(result.readingsPerSecond)} readings/s`,
-      `  main thread busy  ${fmt(result.mainThreadBusy, 1)} % (script ${fmt(result.scriptBusy, 1)} %)`,
-      `  JS heap           ${halves(result.heap)}`,
-      `  DOM nodes         ${fmt(result.domNodes)}`,
-    ].join('\n'),
-  )
+  const results = cases.map(() => [] as DashboardBenchResult[])
+  for (let run = 1; run <= opts.runs; run++) {
+    for (const [i, c] of cases.entries()) {
+      const label = `[${run}/${opts.runs}] ${c.route} ${fmt(c.rate * 5)} readings/s${c.everything ? ', everything' : ''}`
+      process.stderr.write(`${label}\n`)
+      const result = await runDashboardBench({ devices: opts.devices, rate: c.rate, durationMs: opts.durationMs, route: c.route, everything: c.everything }, (line) =>
+        process.stderr.write(tty ? `\r\x1b[K  ${line}` : `  ${line}\n`),
+      )
+      if (tty) process.stderr.write('\n')
+      results[i]!.push(result)
+    }
+  }
+  const medians: DashboardCase[] = results.map((rounds) => ({ ...medianOfDashboard(rounds), runs: rounds.length }))
+  if (json) return void console.log(JSON.stringify({ scenario: 'dashboard', devices: opts.devices, durationMs: opts.durationMs, cases: medians, rounds: results }, null, 2))
+  console.log(dashboardTable(medians, opts))
+}
+
+/** Numbers are medians, each taken alone; the heap series is the median round's by busy time. */
+function medianOfDashboard(rounds: DashboardBenchResult[]): DashboardBenchResult {
+  const med = (pick: (r: DashboardBenchResult) => number) => {
+    const sorted = rounds.map(pick).sort((a, b) => a - b)
+    const mid = Math.floor(sorted.length / 2)
+    return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
+  }
+  const spreadOf = (pick: (r: DashboardBenchResult) => DashboardBenchResult['lag']) => ({
+    samples: med((r) => pick(r).samples),
+    p50: med((r) => pick(r).p50),
+    p95: med((r) => pick(r).p95),
+    max: med((r) => pick(r).max),
+  })
+  const byBusy = [...rounds].sort((a, b) => a.mainThreadBusy - b.mainThreadBusy)
+  const middle = byBusy[Math.floor((byBusy.length - 1) / 2)]!
+  return {
+    ...middle,
+    mainThreadBusy: med((r) => r.mainThreadBusy),
+    scriptBusy: med((r) => r.scriptBusy),
+    heapAfterGc: { start: med((r) => r.heapAfterGc.start), middle: med((r) => r.heapAfterGc.middle), end: med((r) => r.heapAfterGc.end) },
+    bytesPerSecond: med((r) => r.bytesPerSecond),
+    framesPerSecond: med((r) => r.framesPerSecond),
+    lag: spreadOf((r) => r.lag),
+    age: spreadOf((r) => r.age),
+    unshown: med((r) => r.unshown),
+    serverCpu: med((r) => r.serverCpu),
+  }
+}
+
+/** The targets of issue 15 that a case is held to; null where none applies. */
+function dashboardTargets(c: DashboardCase): { busy: number | null; kbps: number | null } {
+  const device = c.route.startsWith('#/devices/')
+  const overview = c.route === '#/' || c.route === ''
+  if (c.everything) return { busy: null, kbps: null }
+  if (device && c.readingsPerSecond === 500) return { busy: 7, kbps: 5 }
+  if (device && c.readingsPerSecond === 5000) return { busy: 20, kbps: null }
+  if (overview && c.readingsPerSecond === 5000) return { busy: 40, kbps: null }
+  return { busy: null, kbps: null }
+}
+
+function dashboardTable(cases: DashboardCase[], opts: DashboardOptions): string {
+  const mark = (value: number, target: number | null) => (target === null ? '' : value <= target ? ` (≤ ${target}: met)` : ` (≤ ${target}: NOT met)`)
+  const lines = [`\n${opts.runs > 1 ? `medians of ${opts.runs} rounds` : 'one round'}, ${opts.durationMs / 1000} s each; KB = 1,000 bytes of WebSocket payload:`]
+  for (const c of cases) {
+    const t = dashboardTargets(c)
+    const kbps = c.bytesPerSecond / 1000
+    lines.push(
+      `\n${c.route === '#/' ? 'overview #/' : `device page ${c.route}`}, ${fmt(c.readingsPerSecond)} readings/s${c.everything ? ', subscribed to everything (as before views)' : ''}`,
+      `  main thread busy   ${fmt(c.mainThreadBusy, 1)} %${mark(c.mainThreadBusy, t.busy)} (script ${fmt(c.scriptBusy, 1)} %)`,
+      `  into the page      ${fmt(kbps, kbps < 10 ? 2 : 1)} KB/s${mark(kbps, t.kbps)} in ${fmt(c.framesPerSecond, 1)} frames/s`,
+      `  tile lag           p50 ${fmt(c.lag.p50, 1)} ms, p95 ${fmt(c.lag.p95, 1)} ms${c.everything || c.lag.samples === 0 ? '' : mark(c.lag.p95, 100)}, max ${fmt(c.lag.max, 1)} ms; ${fmt(c.lag.samples)} readings of ${fmt(c.tiles)} tiles${c.unshown > 0 ? `, ${fmt(c.unshown)} never shown` : ''}`,
+      `  age when shown     p50 ${fmt(c.age.p50)} ms, p95 ${fmt(c.age.p95)} ms (since the server received the reading)`,
+      `  JS heap            after a full GC ${fmt(c.heapAfterGc.start, 1)} MB at the start, ${fmt(c.heapAfterGc.middle, 1)} MB half way, ${fmt(c.heapAfterGc.end, 1)} MB at the end; ${halves(c.heap)}`,
+      `  DOM nodes          ${fmt(c.domNodes)}; server CPU ${fmt(c.serverCpu, 1)} %`,
+    )
+  }
+  return lines.join('\n')
 }
 
 /**
@@ -654,4 +788,172 @@ function historyTargets(ingest: IngestResult | undefined, p: HistoryBenchResult 
     })
   }
   return out
+}
+
+async function cluster(opts: Omit<ClusterBenchOptions, 'onProgress' | 'signal'>, json: boolean): Promise<number> {
+  const tty = process.stderr.isTTY
+  process.stderr.write(
+    `pulseboard bench: cluster (${fmt(opts.devices)} devices, ${fmt(opts.rate)} msg/s in all, ${fmt(opts.clients)} /live clients, ` +
+      `${opts.standalone ? 'standalone, ' : ''}${opts.nodes.join(', ')} nodes; history ${opts.history}; ${opts.runs} round${opts.runs > 1 ? 's' : ''} ` +
+      `of ${fmt(opts.warmupMs / 1000)} s warm-up and ${fmt(opts.durationMs / 1000)} s measured each)\n`,
+  )
+  // Ctrl-C or SIGTERM: every node, receiver, Redis and PostgreSQL is stopped before exiting
+  const abort = new AbortController()
+  const stop = () => abort.abort()
+  process.once('SIGINT', stop)
+  process.once('SIGTERM', stop)
+  let result: ClusterBenchResult
+  try {
+    result = await runClusterBench({
+      ...opts,
+      signal: abort.signal,
+      // a status line that stays on one line in a terminal; the summary of each configuration stays
+      onProgress: (line) => {
+        const done = /: [\d,]+ deliveries\/s, p50/.test(line)
+        if (tty) return void process.stderr.write(`\r\x1b[K${line}${done ? '\n' : ''}`)
+        // in a log, every fifth second of the window is enough
+        const second = /: measure (\d+)\//.exec(line)?.[1]
+        if (/: warm-up /.test(line) || (second !== undefined && Number(second) % 5 !== 0)) return
+        process.stderr.write(`${line}\n`)
+      },
+    })
+  } catch (err) {
+    if (tty) process.stderr.write('\r\x1b[K')
+    if (!abort.signal.aborted) throw err
+    process.stderr.write('pulseboard bench: interrupted; the nodes, Redis and PostgreSQL are stopped\n')
+    return 130
+  } finally {
+    process.off('SIGINT', stop)
+    process.off('SIGTERM', stop)
+  }
+  if (tty) process.stderr.write('\r\x1b[K')
+  if (json) {
+    console.log(JSON.stringify({ scenario: 'cluster', ...result }, null, 2))
+  } else {
+    console.log(clusterReport(result))
+  }
+  // every run, not only the medians: one lost or duplicated message is a failure
+  return result.runs.some((m) => m.lost > 0 || m.duplicates > 0) ? 1 : 0
+}
+
+/** A table: the first column left-aligned, the others right-aligned. */
+function grid(head: string[], rows: string[][]): string[] {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((c) => c[i]!.length)))
+  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')
+  return [line(head), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)]
+}
+
+function clusterReport(r: ClusterBenchResult): string {
+  const o = r.options
+  const what = o.runs > 1 ? `medians of ${o.runs} rounds` : 'one round'
+  const pg = r.medians.some((m) => m.postgres)
+  const head = [
+    'configuration', 'deliveries/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'lost', 'dup',
+    'nodes CPU %', 'Redis CPU %', 'Redis RSS MB', ...(pg ? ['PostgreSQL CPU %'] : []),
+    'system CPU %', 'µs/msg', 'µs/delivery', 'generator CPU %', 'machine busy %',
+  ]
+  const rows = r.medians.map((m) => [
+    m.config,
+    fmt(m.deliveriesPerSec),
+    fmt(m.latency.p50, 2),
+    fmt(m.latency.p90, 2),
+    fmt(m.latency.p99, 1),
+    fmt(m.latency.max, 1),
+    fmt(m.lost),
+    fmt(m.duplicates),
+    `${fmt(m.nodesCpuPercent, 1)}${m.nodes > 1 ? ` (${m.perNode.map((n) => fmt(n.cpuPercent)).join('+')})` : ''}`,
+    m.redis ? fmt(m.redis.cpuPercent, 1) : '-',
+    m.redis ? fmt(m.redis.rssMb, 1) : '-',
+    ...(pg ? [m.postgres ? fmt(m.postgres.cpuPercent, 1) : '-'] : []),
+    fmt(m.systemCpuPercent, 1),
+    fmt(m.cpuPerMessageUs.system, 1),
+    m.deliveriesPerSec > 0 ? fmt(m.cpuPerDeliveryUs, 2) : '-',
+    `${fmt(m.generatorCpu.publishers)} + ${fmt(m.generatorCpu.receivers)}`,
+    `${fmt(m.machine.busyPercent)} (others ${fmt(m.machine.otherPercent)})`,
+  ])
+  const nodeHead = ['configuration', 'node', 'devices', 'clients', 'msgs in/s', 'deliveries/s', 'p50 ms', 'p99 ms', 'lost', 'dup', 'CPU %', 'RSS MB', 'µs/msg in', 'µs/delivery', 'loop p99 ms']
+  const nodeRows = r.medians.flatMap((m) =>
+    m.perNode.map((n) => [
+      m.config,
+      n.node,
+      fmt(n.devices),
+      fmt(n.clients),
+      fmt(n.messagesInPerSec),
+      fmt(n.deliveriesPerSec),
+      fmt(n.latency.p50, 2),
+      fmt(n.latency.p99, 1),
+      fmt(n.lost),
+      fmt(n.duplicates),
+      fmt(n.cpuPercent, 1),
+      fmt(n.rssMb),
+      fmt(n.cpuPerMessageInUs, 1),
+      n.deliveriesPerSec > 0 ? fmt(n.cpuPerDeliveryUs, 2) : '-',
+      fmt(n.eventLoopDelay.p99, 1),
+    ]),
+  )
+  const x = (n: number | null) => (n === null ? 'n/a' : `${fmt(n, 2)}x`)
+  const out = [
+    `\ncluster: ${fmt(o.devices)} devices, ${fmt(o.rate)} msg/s in all, ${fmt(o.clients)} /live clients each receiving everything; ${what}, ${fmt(o.durationMs / 1000)} s measured each`,
+    ...grid(head, rows),
+    '',
+    'per node (µs/msg in: its CPU per message its own devices published to it; µs/delivery: per message delivered to one of its clients):',
+    ...grid(nodeHead, nodeRows),
+  ]
+  if (r.ratios.length) {
+    out.push('', 'ratios to the single node, same run:')
+    for (const q of r.ratios) {
+      out.push(
+        `  ${q.config} / ${q.against}: deliveries/s ${x(q.deliveries)}, p50 ${x(q.p50)}, p99 ${x(q.p99)}, system CPU ${x(q.systemCpu)}, ` +
+          `nodes CPU ${x(q.nodesCpu)}, CPU of one node ${x(q.perNodeCpu)}, Redis ${x(q.redisCpu)}${pg ? `, PostgreSQL ${x(q.postgresCpu)}` : ''}`,
+      )
+    }
+  }
+  if (r.fit) {
+    const f = r.fit
+    out.push(
+      '',
+      `fit over ${f.nodes.join(', ')} nodes, µs of CPU per message published:`,
+      `  each node   ${fmt(f.sharedUsPerMessage, 1)} for every message of the cluster + ${fmt(f.dividedUsPerMessage, 1)} / n for the work shared out ` +
+        `(its own devices, its own ${fmt(o.clients)}/n clients${pg ? ', storing its own readings' : ''})`,
+      `  Redis       ${fmt(f.redisUsPerMessage.fixed, 1)} ${f.redisUsPerMessage.perNode < 0 ? '-' : '+'} ${fmt(Math.abs(f.redisUsPerMessage.perNode), 1)} × n`,
+    )
+  }
+  const withPg = r.medians.filter((m): m is ClusterRun & { postgres: NonNullable<ClusterRun['postgres']> } => m.postgres !== null)
+  if (withPg.length) {
+    out.push('', 'PostgreSQL (the postmaster and every process under it):')
+    out.push(
+      ...grid(
+        ['configuration', 'CPU %', 'memory MB (PSS)', 'processes', 'readings/s kept', 'messages/s logged', 'WAL KB/s', 'WAL B/reading', 'table B/reading', 'log B/message', 'µs/reading'],
+        withPg.map((m) => {
+          const p = m.postgres
+          return [
+            m.config,
+            fmt(p.cpuPercent, 1),
+            fmt(p.memoryMb),
+            fmt(p.processes),
+            fmt(p.readingsPerSec),
+            fmt(p.messagesPerSec),
+            fmt(p.walBytesPerSec / 1000),
+            fmt(p.walBytesPerReading),
+            fmt(p.bytesPerReading),
+            fmt(p.bytesPerMessage),
+            fmt(p.cpuPerReadingUs, 2),
+          ]
+        }),
+      ),
+    )
+  }
+  const bad = r.runs.filter((m) => m.lost > 0 || m.duplicates > 0)
+  out.push(
+    '',
+    bad.length
+      ? `NOT exactly once: ${bad
+          .map((m) => {
+            const skipped = m.perNode.reduce((sum, n) => sum + (n.health?.fanoutDropped ?? 0), 0)
+            return `round ${m.round}, ${m.config}: lost ${fmt(m.lost)}, duplicates ${fmt(m.duplicates)} (messages the fan-out skipped for lagging clients since start: ${fmt(skipped)})`
+          })
+          .join('; ')}`
+      : 'every message delivered exactly once to every client, in every configuration: none lost, no duplicates',
+  )
+  return out.join('\n')
 }

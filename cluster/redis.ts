@@ -8,6 +8,7 @@ import { createAdapter } from '@socket.io/redis-streams-adapter'
 import { Adapter } from 'socket.io-adapter'
 import type { Namespace } from 'socket.io'
 import type { AsyncPersistence } from '../broker/persistence.ts'
+import type { LiveGroup } from '../bridge/fanout.ts'
 import type { MessageSource, PresenceEvent } from '../bridge/source.ts'
 import type { Saved } from '../store/history.ts'
 
@@ -44,10 +45,10 @@ export interface Cluster {
   /** A user's change to a device, for every node's registry. */
   publishEdit(edit: DeviceEdit): void
   onEdit(handler: (edit: DeviceEdit) => void): () => void
-  /** Filter groups of `/live` clients on any node, and news of new ones. */
-  groups(): Promise<string[][]>
-  announceGroup(filters: readonly string[]): void
-  onGroup(handler: (filters: string[]) => void): () => void
+  /** Groups of `/live` clients on any node (by topic filters, by the devices whose readings they follow), and news of new ones. */
+  groups(): Promise<LiveGroup[]>
+  announceGroup(group: LiveGroup): void
+  onGroup(handler: (group: LiveGroup) => void): () => void
   readonly stats: { nodes: number; redisErrors: number }
   close(): Promise<void>
 }
@@ -66,11 +67,12 @@ const KEY = {
   groupNews: 'pulseboard:groups:news',
   edits: 'pulseboard:edits',
   stream: 'pulseboard:live',
+  wills: 'pulseboard:wills',
 }
 /** A node that has not beaten for this long is dead: its clients are gone. */
 const HEARTBEAT_MS = 2000
 const DEAD_AFTER_MS = 10_000
-/** Filter groups shared at most; beyond, a node's new groups are not announced (and logged). */
+/** `/live` groups shared at most; beyond, a node's new groups are not announced (and logged). */
 const MAX_GROUPS = 10_000
 
 type RedisClient = ReturnType<typeof createClient>
@@ -139,7 +141,7 @@ export async function joinCluster(opts: ClusterOptions): Promise<Cluster> {
   await adapterClient.connect()
 
   const mq = new MQEmitterRedisPrefix(MQTT_CHANNEL_PREFIX, { connectionString: opts.url })
-  const persistence = streaming(new RedisPersistence(ioredisOptions(opts.url)))
+  const persistence = streaming(oneWillPerClient(new RedisPersistence(ioredisOptions(opts.url)), db, () => stats.redisErrors++))
 
   // heartbeats, and the sweep of nodes that stopped beating
   const beat = () => db.zAdd(KEY.nodes, { score: Date.now(), value: nodeId }).catch(() => {})
@@ -190,10 +192,10 @@ export async function joinCluster(opts: ClusterOptions): Promise<Cluster> {
   // clients connected before this node started
   for (const [clientId, node] of Object.entries(await db.hGetAll(KEY.clients))) holder.set(clientId, node)
 
-  const groupHandlers = new Set<(filters: string[]) => void>()
+  const groupHandlers = new Set<(group: LiveGroup) => void>()
   await sub.subscribe(KEY.groupNews, (text) => {
-    const filters = JSON.parse(text) as string[]
-    for (const h of groupHandlers) h(filters)
+    const group = parseGroup(text)
+    if (group) for (const h of groupHandlers) h(group)
   })
 
   const editHandlers = new Set<(edit: DeviceEdit) => void>()
@@ -262,12 +264,12 @@ export async function joinCluster(opts: ClusterOptions): Promise<Cluster> {
     },
 
     async groups() {
-      return (await db.sMembers(KEY.groups)).map((g) => JSON.parse(g) as string[])
+      return (await db.sMembers(KEY.groups)).map(parseGroup).filter((g): g is LiveGroup => g !== null)
     },
-    announceGroup(filters) {
-      const json = JSON.stringify(filters)
+    announceGroup(group) {
+      const json = groupJson(group)
       void (async () => {
-        if ((await db.sCard(KEY.groups)) >= MAX_GROUPS) return log?.warn({ filters }, `${MAX_GROUPS} filter groups are shared already; this one reaches this node's clients only`)
+        if ((await db.sCard(KEY.groups)) >= MAX_GROUPS) return log?.warn({ group }, `${MAX_GROUPS} /live groups are shared already; this one reaches this node's clients only`)
         if ((await db.sAdd(KEY.groups, json)) === 1) await db.publish(KEY.groupNews, json)
       })().catch(() => stats.redisErrors++)
     },
@@ -308,11 +310,72 @@ export async function joinCluster(opts: ClusterOptions): Promise<Cluster> {
   return cluster
 }
 
+/** A filter group as the nodes before device groups wrote it (a JSON array of filters); any other group as `{ kind, keys }`. */
+function groupJson(group: LiveGroup): string {
+  return JSON.stringify(group.kind === 'filters' ? group.keys : group)
+}
+
+function parseGroup(json: string): LiveGroup | null {
+  const value = JSON.parse(json) as unknown
+  if (Array.isArray(value)) return { kind: 'filters', keys: value.map(String) }
+  const group = value as Partial<LiveGroup> | null
+  if ((group?.kind === 'filters' || group?.kind === 'readings') && Array.isArray(group.keys)) return { kind: group.kind, keys: group.keys.map(String) }
+  return null
+}
+
 function explain(err: NodeJS.ErrnoException, url: string): string {
   if (err.code === 'ECONNREFUSED') return `cannot reach ${url}: connection refused; is redis-server running, and is --cluster right?`
   if (err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN') return `cannot reach ${url}: no such host; fix --cluster`
   if (/WRONGPASS|NOAUTH/.test(err.message)) return `${url} refused the login: ${err.message}; put the password in the URL (redis://:password@host:6379)`
   return `cannot connect to ${url}: ${err.message}; check --cluster`
+}
+
+type WillClient = Parameters<AsyncPersistence['delWill']>[0] & { brokerId?: string }
+
+/**
+ * aedes keeps a will per broker and client (`will:<broker>:<client>`), and when a broker stops
+ * beating another publishes that broker's wills. A device that reconnected to another node first
+ * would then be announced gone while it is connected: its new connection takes the old will
+ * away, as a new connection cancels a delayed will [MQTT-3.1.3-9]. aedes' own delete at connect
+ * names no broker and so removes nothing; `pulseboard:wills` says which broker holds each
+ * client's will.
+ */
+function oneWillPerClient(persistence: AsyncPersistence, db: RedisClient, failed: () => void): AsyncPersistence {
+  let brokerId: string | undefined
+  async function dropElsewhere(clientId: string): Promise<void> {
+    const holder = await db.hGet(KEY.wills, clientId)
+    if (holder === null || holder === undefined || holder === brokerId) return
+    await persistence.delWill({ id: clientId, brokerId: holder } as WillClient)
+    if ((await db.hGet(KEY.wills, clientId)) === holder) await db.hDel(KEY.wills, clientId)
+  }
+  const wrapped: Partial<AsyncPersistence> = {
+    async setup(broker) {
+      brokerId = broker.id
+      await persistence.setup(broker)
+    },
+    async putWill(client, packet) {
+      await dropElsewhere(client.id).catch(failed)
+      await persistence.putWill(client, packet)
+      if (brokerId !== undefined) await db.hSet(KEY.wills, client.id, brokerId).catch(failed)
+    },
+    async delWill(client: WillClient) {
+      // without a broker: a new connection of this client (aedes' storeWill), whose old will goes wherever it is
+      if (client.brokerId === undefined) await dropElsewhere(client.id).catch(failed)
+      const will = await persistence.delWill(client)
+      if (client.brokerId !== undefined && (await db.hGet(KEY.wills, client.id).catch(() => null)) === client.brokerId) {
+        await db.hDel(KEY.wills, client.id).catch(failed)
+      }
+      return will
+    },
+  }
+  return new Proxy(persistence, {
+    get(target, name) {
+      if (Object.hasOwn(wrapped, name)) return wrapped[name as keyof typeof wrapped]
+      const value: unknown = Reflect.get(target, name, target)
+      // its methods use private fields: `this` must be the persistence itself
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value
+    },
+  })
 }
 
 /** The persistence's methods that aedes pipes: aedes 1.2 wants streams, aedes-persistence-redis 12 gives async iterables. */

@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { MAX_VIEW_DEVICES } from './limits.ts'
 
 /** How a payload is carried as a string: UTF-8 text as is, anything else as base64. */
 export type PayloadEncoding = 'base64'
@@ -75,12 +76,49 @@ export const SubscribeRequestSchema = z.union([z.string(), z.array(z.string()).m
 
 export type SubscribeRequest = z.input<typeof SubscribeRequestSchema>
 
-/** What a `/live` client shows, and so receives: set in the handshake, it applies from the first message on. */
+/**
+ * Which devices one part of a view covers: every device (`true`), none (`false` or `[]`), or
+ * these, by id (1 to `MAX_VIEW_DEVICES`).
+ */
+export type DeviceSelection = boolean | string[]
+
+/**
+ * What a `/live` client shows, and so receives: set in the handshake (`auth.view`), it applies
+ * from the first message on; the `view` event replaces it without reconnecting. The server sends
+ * nothing else: a client that shows one device's chart is sent that device's readings only.
+ */
 export interface LiveView {
-  /** Topic filters of the messages it receives. @default "#" (everything but `$SYS`) */
-  filters?: SubscribeRequest
-  /** `false` skips the `devices`, `device` and `readings` events (for clients that only want messages). @default true */
-  devices?: boolean
+  /** Topic filters of the messages it receives; `[]` for none. @default "#" (everything but `$SYS`) */
+  filters?: string | string[]
+  /**
+   * Device state: the `devices` snapshot, `device` changes and `forget`, of every device, of
+   * these devices, or of none. A `device` change whose only news is values goes at most once a
+   * second per device: the overview's latest values at a bounded rate. @default true
+   */
+  devices?: DeviceSelection
+  /** Readings (`readings`, at most every 100 ms) of every device, of these devices, or of none. @default the same as `devices` */
+  readings?: DeviceSelection
+}
+
+const DeviceSelectionSchema = z.union([z.boolean(), z.array(z.string().min(1).max(1024)).max(MAX_VIEW_DEVICES)])
+
+/** A `LiveView`, as the handshake and the `view` event take it; fields it does not know are ignored. */
+export const LiveViewSchema = z.object({
+  /** Checked as topic filters by the server, which says which one is wrong (`E_INVALID_FILTER`). */
+  filters: z.unknown().optional(),
+  devices: DeviceSelectionSchema.optional(),
+  readings: DeviceSelectionSchema.optional(),
+})
+
+/**
+ * The view a client has, as the server applies it (the `view` event's acknowledgement): defaults
+ * filled in, filters and ids sorted and once each, an empty selection as `false`, and devices
+ * the principal may not see left out (`true` becomes `false` for one who may not see them all).
+ */
+export interface AppliedView {
+  filters: string[]
+  devices: DeviceSelection
+  readings: DeviceSelection
 }
 
 /** The socket.io handshake (`io(url, { auth })`): credentials, and for `/live` what the client shows. */

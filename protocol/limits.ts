@@ -32,3 +32,6 @@ export type OnLimit = (limit: LimitName, detail?: Record<string, unknown>) => vo
 
 /** The longest name a user may give a device (`PATCH /api/devices/:id`). */
 export const MAX_DEVICE_NAME = 200
+
+/** Devices one `/live` view may name (`LiveView.devices`, `.readings`); a page that shows more asks for every device. */
+export const MAX_VIEW_DEVICES = 64

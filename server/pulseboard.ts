@@ -223,12 +223,13 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
     const fresh = changed.filter((d) => !saved.has(d.id))
     if (fresh.length > 0) {
       for (const d of fresh) saved.add(d.id)
-      store.saveDevices(
-        fresh.flatMap((d) => {
-          const snapshot = registry.snapshot(d.id)
-          return snapshot ? [{ id: d.id, snapshot }] : []
-        }),
-      )
+      const snapshots = fresh.flatMap((d) => {
+        const snapshot = registry.snapshot(d.id)
+        return snapshot ? [{ id: d.id, snapshot }] : []
+      })
+      store.saveDevices(snapshots)
+      // a node that starts now lists it at once
+      cluster?.saveDevices(snapshots)
     }
   })
   registry.on('forget', (id) => {
@@ -304,10 +305,10 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
     { source, io: http.io, registry, policy, identify: (handshake) => identifySocket(access, handshake), record: (e) => store.log([e]), clustered: cluster !== null },
     { ...opts, onLimit, ...(cluster && { fanout: { ...opts.fanout, cluster } }) },
   )
-  // every node's `/live` filter groups get this node's messages
+  // every node's `/live` groups get this node's messages and readings
   if (cluster) {
-    for (const filters of await cluster.groups()) bridge.fanout.addGroup(filters)
-    cluster.onGroup((filters) => bridge.fanout.addGroup(filters))
+    for (const group of await cluster.groups()) bridge.fanout.addGroup(group)
+    cluster.onGroup((group) => bridge.fanout.addGroup(group))
   }
   let uncaughtErrors = 0
   const metrics = createMetrics({ broker, source, bridge, registry, store }, limitLog.hits, () => uncaughtErrors)

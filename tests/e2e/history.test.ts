@@ -146,10 +146,12 @@ describe('charts with stored history', () => {
     await telemetry(device, 'e2e-1', { temperature: 24.5 })
     await waitForValues(page, 'temperature', [...values, 24, 24.5])
 
-    // the x axis spans the chosen range, not the data
+    // the 5-minute range has a minute of data: the x axis starts just before it, and marks where it begins
     const { x } = await chartState(page)
-    expect(x[1] - x[0]).toBeGreaterThan(5 * 60_000 - 2000)
-    expect(x[1] - x[0]).toBeLessThan(5 * 60_000 + 2000)
+    expect(x[0]).toBeLessThanOrEqual(t0)
+    expect(x[0]).toBeGreaterThan(t0 - 10_000)
+    expect(x[1]).toBeGreaterThan(Date.now() - 5000)
+    expect(Number(await page.getByTestId('time-chart').getAttribute('data-start'))).toBe(t0)
 
     // and a restarted server has them too: they are on disk
     const port = stack.port
@@ -186,14 +188,17 @@ describe('charts with stored history', () => {
     await telemetry(device, 'dense', { temperature: 30 })
     await expect.poll(async () => (await chartState(page)).points['temperature']?.at(-1), { timeout: 5000 }).toBe(30)
 
-    // a longer range is loaded again, and the x axis spans it
+    // a longer range is loaded again; it has five minutes of data, so the x axis starts there until it fills
     const answers = historyAnswers(page, 'dense')
     await page.getByRole('radio', { name: '1 h' }).check({ force: true })
     await answers.until(1)
-    await expect.poll(async () => {
-      const [min, max] = (await chartState(page)).x
-      return Math.round((max - min) / 60_000)
-    }, { timeout: 5000 }).toBe(60)
+    await expect.poll(async () => Number(await page.getByTestId('time-chart').getAttribute('data-start')), { timeout: 5000 }).toBeGreaterThan(0)
+    const start = Number(await page.getByTestId('time-chart').getAttribute('data-start'))
+    // the first bucket’s middle, a few seconds into the data at most
+    expect(start - (now - 300_000)).toBeLessThan(5000)
+    const [xMin, xMax] = (await chartState(page)).x
+    expect(xMin).toBeLessThanOrEqual(start)
+    expect(Math.round((xMax - xMin) / 60_000)).toBeLessThan(7)
     chart = await chartState(page)
     expect(chart.bands['temperature']?.[1]).toBe(99)
 

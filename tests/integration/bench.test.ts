@@ -3,6 +3,8 @@ import { killAll, pulseboard } from '../helpers/process.ts'
 import { runScenario } from '../../bench/run.ts'
 import { runScale } from '../../bench/scale.ts'
 import { mosquittoInstalled } from '../../bench/mosquitto.ts'
+import { runClusterBench } from '../../bench/cluster.ts'
+import { redisInstalled } from '../../bench/redis.ts'
 import { probePayload, readProbe } from '../../bench/probe.ts'
 import { publishPacket } from '../../bench/mqtt-wire.ts'
 import mqttPacket from 'mqtt-packet'
@@ -102,4 +104,40 @@ describe('bench --scenario history options', () => {
     expect(await child.exited).toBe(2)
     expect(child.stderr.values[0]).toBe(`pulseboard bench: ${message}`)
   })
+})
+
+describe('bench --scenario cluster', () => {
+  // two nodes on a redis-server of its own, a second of load: this checks that it measures, not how fast
+  it.skipIf(!redisInstalled())('runs 2 nodes on Redis: each message to each client once, and each node, Redis and the machine measured', async () => {
+    const result = await runClusterBench({
+      nodes: [2],
+      standalone: false,
+      devices: 6,
+      rate: 200,
+      clients: 4,
+      payloadSize: 60,
+      warmupMs: 500,
+      durationMs: 1000,
+      runs: 1,
+      history: 'memory',
+    })
+    const [run] = result.runs
+    expect(run).toMatchObject({ config: '2 nodes', nodes: 2, clustered: true, lost: 0, duplicates: 0 })
+    expect(run!.sentPerSec).toBeGreaterThan(100)
+    expect(run!.deliveriesPerSec).toBeCloseTo(run!.sentPerSec * 4, -2)
+    expect(run!.perNode.map((n) => [n.node, n.devices, n.clients])).toEqual([
+      ['a', 3, 2],
+      ['b', 3, 2],
+    ])
+    for (const node of run!.perNode) {
+      // devices round robin: each node takes half of what is published, and its clients get all of it
+      expect(node.messagesInPerSec).toBeCloseTo(run!.sentPerSec / 2, -2)
+      expect(node.deliveriesPerSec).toBeCloseTo(run!.sentPerSec * 2, -2)
+      expect(node.cpuPercent).toBeGreaterThan(0)
+      expect(node.latency.p50).toBeGreaterThan(0)
+    }
+    expect(run!.redis!.rssMb).toBeGreaterThan(1)
+    expect(run!.systemCpuPercent).toBeCloseTo(run!.nodesCpuPercent + run!.redis!.cpuPercent, 0)
+    expect(result.medians).toHaveLength(1)
+  }, 45_000)
 })

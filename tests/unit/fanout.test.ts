@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { Fanout, type ChatNamespace, type ChatSocket, type LiveNamespace, type LiveSocket } from '../../bridge/fanout.ts'
-import { ANONYMOUS, type Envelope } from '../../protocol/index.ts'
+import { ANONYMOUS, type AppliedView, type DeviceState, type Envelope, type Reading } from '../../protocol/index.ts'
 
 /**
  * The part of socket.io the fan-out uses, in memory: rooms, `to().except().emit()`, and each
@@ -13,7 +13,7 @@ class MemorySocket {
   readonly rooms = new Set<string>()
   readonly conn = Object.assign(new EventEmitter(), { closed: false, close: () => this.#disconnect() })
   readonly #events = new EventEmitter()
-  data: { principal: typeof ANONYMOUS; filters: string[]; devices: boolean } = { principal: ANONYMOUS, filters: ['#'], devices: false }
+  data: { principal: typeof ANONYMOUS } & AppliedView = { principal: ANONYMOUS, filters: ['#'], devices: false, readings: false }
   constructor(
     readonly id: string,
     readonly ns: MemoryNamespace,
@@ -51,14 +51,18 @@ class MemoryNamespace {
       get: (room: string) => ({ size: [...this.sockets].filter((s) => s.rooms.has(room)).length }),
     },
   }
-  to(room: string | null) {
-    return {
-      except: (except: string) => ({
-        emit: (event: string, data: unknown) => {
-          for (const s of this.sockets) if ((room === null || s.rooms.has(room)) && !s.rooms.has(except)) s.deliver(event, data)
-        },
-      }),
+  /** Frames encoded: one per emit, whatever the number of receivers (as socket.io's broadcasts). */
+  encoded = 0
+  to(room: string | string[] | null) {
+    const rooms = room === null ? null : typeof room === 'string' ? [room] : room
+    const emit = (except: string | null) => (event: string, data: unknown) => {
+      this.encoded++
+      for (const s of this.sockets) if ((rooms === null || rooms.some((r) => s.rooms.has(r))) && (except === null || !s.rooms.has(except))) s.deliver(event, data)
     }
+    return { except: (except: string) => ({ emit: emit(except) }), emit: emit(null) }
+  }
+  get local() {
+    return this
   }
   except(room: string) {
     return this.to(null).except(room)
@@ -198,5 +202,93 @@ describe('fan-out backlog', () => {
     expect(stuck.conn.closed).toBe(true)
     expect(fine.conn.closed).toBe(false)
     expect(fanout.stats.laggedOut).toBe(1)
+  })
+})
+
+const reading = (device: string, metric = 'm', value = 1): Reading => ({ device, metric, value, ts: 0 })
+const state = (id: string): DeviceState => ({ id, name: id, format: 'generic', online: true, stale: false, asleep: false, lastSeen: 0, metrics: {}, commands: [], topics: [] })
+const viewSocket = (id: string, view: Partial<AppliedView>) => {
+  const s = new MemorySocket(id, live)
+  Object.assign(s.data, { filters: [], devices: false, readings: false }, view)
+  fanout.addLiveClient(s as unknown as LiveSocket)
+  return s
+}
+const events = (s: MemorySocket, event: string) => s.received.filter((r) => r.event === event).map((r) => r.data)
+const readingsOf = (s: MemorySocket) => (events(s, 'readings') as Reading[][]).flat().map((r) => r.device)
+
+describe('fan-out views', () => {
+  it('sends each client the readings of the devices it shows, filtered and encoded once per group', () => {
+    const all = viewSocket('all', { readings: true })
+    const a1 = viewSocket('a1', { readings: ['a'] })
+    const a2 = viewSocket('a2', { readings: ['a', 'a'] })
+    const ab = viewSocket('ab', { readings: ['b', 'a'] })
+    const none = viewSocket('none', { devices: true })
+    live.encoded = 0
+    fanout.sendDeviceUpdate([], [reading('a'), reading('b'), reading('c'), reading('a', 'n')])
+    expect(readingsOf(all)).toEqual(['a', 'b', 'c', 'a'])
+    expect(readingsOf(a1)).toEqual(['a', 'a'])
+    expect(readingsOf(a2)).toEqual(['a', 'a'])
+    expect(readingsOf(ab)).toEqual(['a', 'b', 'a'])
+    expect(readingsOf(none)).toEqual([])
+    // one frame for every device, one for {a}, one for {a, b}: not one per client
+    expect(live.encoded).toBe(3)
+    // nothing for a group none of whose devices spoke
+    live.encoded = 0
+    fanout.sendDeviceUpdate([], [reading('c')])
+    expect(live.encoded).toBe(1)
+  })
+
+  it('sends device state of every device, of some, or none; and forgets to those that showed the device', () => {
+    const all = viewSocket('all', { devices: true })
+    const one = viewSocket('one', { devices: ['a'] })
+    const none = viewSocket('none', { filters: ['#'] })
+    fanout.sendDeviceUpdate([state('a'), state('b')], [])
+    expect((events(all, 'device') as DeviceState[][]).flat().map((d) => d.id)).toEqual(['a', 'b'])
+    expect((events(one, 'device') as DeviceState[][]).flat().map((d) => d.id)).toEqual(['a'])
+    expect(events(none, 'device')).toEqual([])
+    fanout.sendForget('b')
+    fanout.sendForget('a')
+    expect(events(all, 'forget')).toEqual(['b', 'a'])
+    expect(events(one, 'forget')).toEqual(['a'])
+    expect(events(none, 'forget')).toEqual([])
+  })
+
+  it('sends a client with no filters no messages, and moves a client to the groups of its new view', () => {
+    const s = viewSocket('s', { filters: [], devices: ['a'], readings: ['a'] })
+    fanout.send(envelope('x'))
+    vi.advanceTimersByTime(0)
+    expect(topics(s)).toEqual([])
+    expect(fanout.setView(s as unknown as LiveSocket, { filters: ['x'], devices: true, readings: ['b', 'b'] })).toEqual({ filters: ['x'], devices: true, readings: ['b'] })
+    fanout.send(envelope('x'))
+    vi.advanceTimersByTime(1)
+    fanout.sendDeviceUpdate([state('a')], [reading('a'), reading('b')])
+    expect(topics(s)).toEqual(['x'])
+    expect(readingsOf(s)).toEqual(['b'])
+    expect((events(s, 'device') as DeviceState[][]).flat().map((d) => d.id)).toEqual(['a'])
+    // an empty selection is none
+    expect(fanout.setView(s as unknown as LiveSocket, { filters: [], devices: [], readings: [] })).toEqual({ filters: [], devices: false, readings: false })
+    const before = s.received.length
+    fanout.sendDeviceUpdate([state('a')], [reading('b')])
+    expect(s.received.length).toBe(before)
+  })
+
+  it('in a cluster, announces message and reading groups (not device state), and sends its readings to other nodes\' groups', () => {
+    const announced: unknown[] = []
+    const clustered = new Fanout(chat as unknown as ChatNamespace, live as unknown as LiveNamespace, { cluster: { announceGroup: (g) => announced.push(g) } })
+    const s = new MemorySocket('s', live)
+    Object.assign(s.data, { filters: ['b/#', 'a'], devices: ['x'], readings: ['y', 'x'] })
+    clustered.addLiveClient(s as unknown as LiveSocket)
+    expect(announced).toEqual([
+      { kind: 'filters', keys: ['a', 'b/#'] },
+      { kind: 'readings', keys: ['x', 'y'] },
+    ])
+    // a group of another node's clients: this node's readings of z go to its room
+    clustered.addGroup({ kind: 'readings', keys: ['z'] })
+    const remote = new MemorySocket('remote', live)
+    remote.join('readings:z')
+    clustered.sendDeviceUpdate([], [reading('z'), reading('x')])
+    expect(readingsOf(remote)).toEqual(['z'])
+    expect(readingsOf(s)).toEqual(['x'])
+    clustered.close()
   })
 })

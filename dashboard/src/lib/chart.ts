@@ -10,6 +10,7 @@ import {
   type ChartConfiguration,
   type ChartDataset,
   type ChartOptions as ChartJsOptions,
+  type Plugin,
 } from 'chart.js'
 import zoomPlugin from 'chartjs-plugin-zoom'
 import type { Attachment } from 'svelte/attachments'
@@ -63,6 +64,8 @@ export interface ChartOptions {
   fill?: boolean
   /** Values are never negative (rates, counts): the axis starts at 0. */
   zeroBased?: boolean
+  /** Y axes that show ticks at most (see `planAxes`). @default 3 */
+  maxAxes?: number
 }
 
 /**
@@ -80,14 +83,48 @@ export function chart(config: ChartConfiguration<'line', Point[]>, bind?: (c: Li
   }
 }
 
-/** Axis ids by unit, in order of first use: the first on the left, others on the right. */
-function axesByUnit(list: readonly ChartSeries[]): Map<string, string> {
-  const axes = new Map<string, string>()
+/** Units of a device's own health rather than of what it measures: WiFi signal, link quality, uptime. */
+const DIAGNOSTIC_UNITS = new Set(['dbm', 'db', 'lqi', 's', 'ms', 'min', 'h'])
+
+/** Where the lines of one unit are read: their y scale, and whether it shows ticks. */
+export interface AxisPlan {
+  /** Chart.js scale id. */
+  id: string
+  unit: string
+  /** Ticks and title drawn; false: the scale fits its lines but takes no room. */
+  shown: boolean
+  position: 'left' | 'right'
+  /** Keys of the lines on it. */
+  keys: string[]
+}
+
+/**
+ * One y scale per unit (metrics without a unit share one), so that each line spans its own
+ * range: 1,013 hPa next to 21 °C on one axis would flatten the temperature into a line.
+ * Ticks show on at most `maxShown` scales (3 on a wide chart, 2 on a narrow one): each column
+ * of ticks takes 40 to 60 px from the plot, and past three, nobody can tell which axis belongs to
+ * which line. The units with the most lines get them, those of what a device measures before
+ * those of its own health (signal, uptime), then in the order the lines come. Any further unit
+ * keeps a scale of its own, unlabelled, rather than share one with a unit it is not: its line
+ * keeps its shape, its values are in the tooltip and on its tile, and the legend says it has no
+ * axis. The first shown axis is on the left, the others on the right.
+ */
+export function planAxes(list: readonly ChartSeries[], maxShown = 3): Map<string, AxisPlan> {
+  const byUnit = new Map<string, AxisPlan>()
   for (const s of list) {
     const unit = s.unit ?? ''
-    if (!axes.has(unit)) axes.set(unit, axes.size === 0 ? 'y' : `y${axes.size}`)
+    let plan = byUnit.get(unit)
+    if (!plan) byUnit.set(unit, (plan = { id: byUnit.size === 0 ? 'y' : `y${byUnit.size}`, unit, shown: false, position: 'left', keys: [] }))
+    plan.keys.push(s.key)
   }
-  return axes
+  const health = (unit: string) => (DIAGNOSTIC_UNITS.has(unit.toLowerCase()) ? 1 : 0)
+  // a stable sort: ties keep the order of first use
+  const ranked = [...byUnit.values()].sort((a, b) => health(a.unit) - health(b.unit) || b.keys.length - a.keys.length)
+  ranked.forEach((plan, i) => {
+    plan.shown = i < maxShown
+    plan.position = i === 0 ? 'left' : 'right'
+  })
+  return byUnit
 }
 
 /** A streaming time chart: no animation, no parsing, decimated, colours from the theme. */
@@ -102,7 +139,7 @@ export function timeChartConfig(list: readonly ChartSeries[], opts: ChartOptions
 
   /** Distance between x ticks, ms: decides whether labels show seconds. */
   let xStep = 0
-  const axes = axesByUnit(list)
+  const axes = planAxes(list, opts.maxAxes ?? 3)
   const units = new Map(list.map((s) => [s.key, s.unit]))
   const scales: NonNullable<ChartJsOptions<'line'>['scales']> = {
     x: {
@@ -124,19 +161,30 @@ export function timeChartConfig(list: readonly ChartSeries[], opts: ChartOptions
       },
     },
   }
-  let i = 0
-  for (const [unit, id] of axes) {
-    scales[id] = {
+  const shownAxes = [...axes.values()].filter((a) => a.shown).length
+  const colors = new Map(list.map((s) => [s.key, s.color]))
+  for (const axis of axes.values()) {
+    const single = axis.keys.length === 1 ? colors.get(axis.keys[0]!) : undefined
+    scales[axis.id] = {
       type: 'linear',
-      position: i % 2 === 0 ? 'left' : 'right',
-      grace: '5%',
+      position: axis.position,
+      display: axis.shown,
+      // the range is set at each redraw, from the data (see `valueBounds`); Chart.js' own went below zero
       ...(opts.zeroBased && { min: 0 }),
-      grid: { color: grid, display: i === 0, drawTicks: false },
+      // grid lines of the left axis only: two grids of different steps read as noise
+      grid: { color: grid, display: axis.shown && axis.position === 'left', drawTicks: false },
       border: { display: false },
-      title: { display: unit !== '' && axes.size > 1, text: unit, color: muted },
-      ticks: { color: muted, padding: 6, maxTicksLimit: 6, callback: (v) => formatValue(Number(v)) + (axes.size === 1 && unit ? ` ${unit}` : '') },
+      // with several axes, each is titled with its unit, in its line's colour when it has one line
+      title: { display: axis.unit !== '' && shownAxes > 1, text: axis.unit, color: single ?? muted, padding: 2 },
+      ticks: {
+        color: muted,
+        padding: 6,
+        maxTicksLimit: 6,
+        // the range ends a little past the data, not on a round number: no label there
+        includeBounds: false,
+        callback: (v) => formatValue(Number(v)) + (shownAxes === 1 && axis.unit ? ` ${axis.unit}` : ''),
+      },
     }
-    i++
   }
 
   const slots = bandSlots(list)
@@ -146,7 +194,7 @@ export function timeChartConfig(list: readonly ChartSeries[], opts: ChartOptions
     borderColor: s.color,
     backgroundColor: opts.fill ? withAlpha(s.color, 0.14) : s.color,
     fill: opts.fill ? 'origin' : false,
-    yAxisID: axes.get(s.unit ?? '')!,
+    yAxisID: axes.get(s.unit ?? '')!.id,
     borderWidth: 1.75,
     pointRadius: 0,
     pointHoverRadius: 4,
@@ -163,7 +211,7 @@ export function timeChartConfig(list: readonly ChartSeries[], opts: ChartOptions
     if (!slot) return
     const band = {
       data: [],
-      yAxisID: axes.get(s.unit ?? '')!,
+      yAxisID: axes.get(s.unit ?? '')!.id,
       borderWidth: 0,
       pointRadius: 0,
       pointHoverRadius: 0,
@@ -181,6 +229,7 @@ export function timeChartConfig(list: readonly ChartSeries[], opts: ChartOptions
   return {
     type: 'line',
     data: { datasets },
+    plugins: [dataStartMarker(muted, cssVar('--surface'))],
     options: {
       animation: false,
       responsive: true,
@@ -233,6 +282,52 @@ export function timeChartConfig(list: readonly ChartSeries[], opts: ChartOptions
             }
           : { pan: { enabled: false }, zoom: { wheel: { enabled: false }, pinch: { enabled: false } } },
       },
+    },
+  }
+}
+
+/** Where each chart's data begins, when that is after the start of its range (see `markDataStart`). */
+const dataStarts = new WeakMap<object, number>()
+
+/**
+ * Marks where the data begins (epoch ms) with a dashed line, or removes the mark (null): a range
+ * only partly filled says so, rather than look like a device that was silent.
+ */
+export function markDataStart(c: LineChart, x: number | null): void {
+  if (x === null) dataStarts.delete(c)
+  else dataStarts.set(c, x)
+}
+
+function dataStartMarker(color: string, background: string): Plugin<'line'> {
+  return {
+    id: 'dataStart',
+    afterDatasetsDraw(c) {
+      const x = dataStarts.get(c)
+      const scale = c.scales['x']
+      if (x === undefined || !scale) return
+      const { top, bottom, left, right } = c.chartArea
+      const px = Math.round(scale.getPixelForValue(x)) + 0.5
+      if (px < left || px > right) return
+      const ctx = c.ctx
+      ctx.save()
+      ctx.strokeStyle = color
+      ctx.lineWidth = 1
+      ctx.setLineDash([3, 3])
+      ctx.beginPath()
+      ctx.moveTo(px, top)
+      ctx.lineTo(px, bottom)
+      ctx.stroke()
+      const text = 'data begins'
+      ctx.font = `11px ${Chart.defaults.font.family ?? 'sans-serif'}`
+      const width = ctx.measureText(text).width
+      // beside the line, on the side with room
+      const tx = px + 6 + width <= right ? px + 6 : px - 6 - width
+      ctx.fillStyle = background
+      ctx.fillRect(tx - 3, top + 2, width + 6, 15)
+      ctx.fillStyle = color
+      ctx.textBaseline = 'middle'
+      ctx.fillText(text, tx, top + 10)
+      ctx.restore()
     },
   }
 }

@@ -1,19 +1,24 @@
 import { io, type Socket } from 'socket.io-client'
 import { resetBrokerStatus, setBrokerStatus } from './broker.svelte.ts'
-import { loadDevices, removeDevice, replaceDevices, updateDevices } from './devices.svelte.ts'
+import { applyDevice, devices, loadDevices, removeDevice, replaceDevices, updateDevices } from './devices.svelte.ts'
 import { messageLog } from './messages.svelte.ts'
 import {
   LIVE_NAMESPACE,
   type Ack,
+  type AppliedView,
   type CommandRequest,
   type CommandResult,
+  type DeviceSelection,
+  type DeviceState,
   type ErrorCode,
   type Envelope,
   type LiveAuth,
   type LiveClientToServerEvents,
   type LiveServerToClientEvents,
   type PublishRequest,
+  type Reading,
 } from './protocol.ts'
+import { router, type Route } from './router.svelte.ts'
 import { series } from './series.svelte.ts'
 import { checkSession } from './session.svelte.ts'
 import { topicTree } from './topics.svelte.ts'
@@ -68,12 +73,91 @@ export function onConnect(fn: (c: Connected) => void): () => void {
   return () => connectListeners.delete(fn)
 }
 
+/**
+ * What each page shows, and so all the server sends it (docs/protocol.md, "Views"): a page that
+ * shows one device gets that device's state and readings and nothing else. A page that starts to
+ * show something new adds it here.
+ */
+const PAGE_VIEWS: { [P in Route['page']]: (route: Extract<Route, { page: P }>) => AppliedView } = {
+  // cards: every device's state; values come with it, at most once a second per device
+  overview: () => ({ filters: [], devices: true, readings: false }),
+  device: (route) => ({ filters: [], devices: [route.id], readings: [route.id] }),
+  messages: () => ({ filters: ['#'], devices: false, readings: false }),
+  topics: () => ({ filters: ['#'], devices: false, readings: false }),
+  // figures polled from /api/health
+  broker: () => ({ filters: [], devices: false, readings: false }),
+  missing: () => ({ filters: [], devices: false, readings: false }),
+}
+
+function viewOf(route: Route): AppliedView {
+  return (PAGE_VIEWS[route.page] as (r: Route) => AppliedView)(route)
+}
+
+const sameView = (a: AppliedView, b: AppliedView) => JSON.stringify(a) === JSON.stringify(b)
+const covers = (selection: DeviceSelection, id: string) => selection === true || (Array.isArray(selection) && selection.includes(id))
+/** Whose points a view keeps live: those whose readings it gets, or, without readings, whose values come with their state. */
+const livePoints = (view: AppliedView): DeviceSelection => (view.readings === false ? view.devices : view.readings)
+
+/** The view of the page on screen. */
+let wanted: AppliedView = viewOf(router.route)
+/** The view the server applies, as far as we know: the one the handshake sent, then each acknowledged `view`. */
+let applied: AppliedView = wanted
+
+/**
+ * The page changed: the server is told before the new page renders, and what the old one left
+ * behind is put right. Points of devices no view kept live have a gap, so they go (a card fetches
+ * its history again); a message log that missed messages starts again from the server's log, and
+ * the topic tree asks the server for its counts again.
+ */
+function onRoute(route: Route): void {
+  const next = viewOf(route)
+  if (sameView(next, wanted)) return
+  const before = wanted
+  wanted = next
+  const keptLive = livePoints(before)
+  const nowLive = livePoints(next)
+  if (nowLive !== false) {
+    for (const id of [...series.versions.keys()]) if (covers(nowLive, id) && !covers(keptLive, id)) series.forget(id)
+  }
+  if (before.filters.length === 0 && next.filters.length > 0 && connection.everConnected) {
+    // the latest of the server's log fill the gap; live messages follow from the view on
+    messageLog.clear()
+    void messageLog.loadOlder()
+    void topicTree.seed(true)
+  }
+  sendView()
+}
+
+/** Tells the server the page's view; while not connected, the next handshake carries it. */
+function sendView(): void {
+  const s = socket
+  if (!s?.connected) return
+  const view = wanted
+  s.emit('view', view, (ack) => {
+    if (ack.ok) applied = ack.view
+  })
+}
+
+/**
+ * A benchmark's hook (bench/browser.ts installs it before the app loads): told of every reading
+ * and device state as it arrives, before anything renders it.
+ */
+interface Probe {
+  readings(batch: readonly Reading[]): void
+  devices(list: readonly DeviceState[]): void
+}
+
 let socket: LiveSocket | null = null
 
 /** Opens the socket (once) and routes every event to its store. */
 export function connectLive(): void {
   if (socket) return
-  const auth: LiveAuth = { view: { devices: true } }
+  const probe = (window as { __pulseboardProbe?: Probe }).__pulseboardProbe
+  // read at every (re)connect: the handshake carries the view of the page on screen
+  const auth = (send: (auth: LiveAuth) => void) => {
+    applied = wanted
+    send({ view: applied })
+  }
   const s: LiveSocket = io(LIVE_NAMESPACE, {
     auth,
     // WebSocket first; long-polling when a proxy on the way does not pass WebSockets
@@ -94,6 +178,8 @@ export function connectLive(): void {
     connection.connectedAt = c.at
     // the server sends where its messages come from right after: what we knew may be stale
     resetBrokerStatus()
+    // the page changed after the handshake went
+    if (!sameView(applied, wanted)) sendView()
     for (const fn of connectListeners) fn(c)
   })
   s.on('disconnect', (reason) => {
@@ -123,16 +209,54 @@ export function connectLive(): void {
     if (!s.connected) retryNow()
   })
 
-  s.on('devices', replaceDevices)
-  s.on('device', updateDevices)
+  s.on('devices', (list) => {
+    probe?.devices(list)
+    const scope = applied.devices
+    if (Array.isArray(scope)) replaceSome(scope, list)
+    else replaceDevices(list)
+    pointsFromValues(list)
+  })
+  s.on('device', (changed) => {
+    probe?.devices(changed)
+    updateDevices(changed)
+    pointsFromValues(changed)
+  })
   s.on('forget', removeDevice)
   s.on('broker', setBrokerStatus)
-  s.on('readings', (batch) => series.add(batch))
+  s.on('readings', (batch) => {
+    probe?.readings(batch)
+    series.add(batch)
+  })
   s.on('message', (envelope) => receive([envelope]))
   s.on('messages', receive)
+  window.addEventListener('hashchange', () => onRoute(router.route))
 
   void loadDevices()
   void topicTree.seed()
+}
+
+/** A snapshot of some devices: those it has are new, those it lacks of the ones it is of are gone. */
+function replaceSome(scope: readonly string[], list: readonly DeviceState[]): void {
+  for (const device of list) applyDevice(device)
+  const got = new Set(list.map((d) => d.id))
+  for (const id of scope) if (!got.has(id) && devices.has(id)) removeDevice(id)
+}
+
+/**
+ * Without readings (the overview) a device's points come from the values its state carries, at
+ * most once a second: enough for a card's sparkline, at a small part of the cost of every reading.
+ */
+function pointsFromValues(list: readonly DeviceState[]): void {
+  const view = applied
+  if (view.readings === true) return
+  const points: Reading[] = []
+  for (const device of list) {
+    if (covers(view.readings, device.id)) continue
+    for (const [metric, m] of Object.entries(device.metrics)) {
+      if (m.ts > (series.last(device.id, metric)?.x ?? -Infinity)) points.push({ device: device.id, metric, value: m.value, ts: m.ts })
+    }
+  }
+  if (points.length > 0) series.add(points)
 }
 
 function receive(batch: Envelope[]): void {

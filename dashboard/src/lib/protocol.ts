@@ -3,7 +3,7 @@
  * not through `protocol/index.ts`, so the server-side validators (zod) stay out of the bundle.
  */
 export type { Ack, ErrorBody, ErrorCode, ErrorReply } from '../../../protocol/errors.ts'
-export type { Envelope, LiveAuth, LoggedEnvelope, MessageProperties, PublishRequest } from '../../../protocol/envelope.ts'
+export type { AppliedView, DeviceSelection, Envelope, LiveAuth, LiveView, LoggedEnvelope, MessageProperties, PublishRequest } from '../../../protocol/envelope.ts'
 export type { Bucket, DeviceHistory, MetricHistory } from '../../../protocol/history.ts'
 export type { CommandResult, LiveClientToServerEvents, LiveServerToClientEvents } from '../../../protocol/events.ts'
 export { MAX_DEVICE_NAME } from '../../../protocol/limits.ts'

@@ -95,6 +95,17 @@ class SeriesStore {
     return this.#byDevice.get(device)?.get(metric)?.at(-1)
   }
 
+  /**
+   * The newest value of a metric: its last live point, or the registry's latest (`state`, from
+   * the device's snapshot or updates) when that is newer or there is no point. Read
+   * `versions.get(device)` to follow it: it ticks once a frame when readings came.
+   */
+  newest(device: string, metric: string, state?: { value: number; ts: number }): { value: number; ts: number } | undefined {
+    const p = this.last(device, metric)
+    if (p && (!state || p.x >= state.ts)) return { value: p.y, ts: p.x }
+    return state && { value: state.value, ts: state.ts }
+  }
+
   /** Keeps a long window for this device until the returned function is called. */
   watch(device: string): () => void {
     this.#watchers.set(device, (this.#watchers.get(device) ?? 0) + 1)

@@ -73,8 +73,9 @@ class TopicTree {
     onNextFrame(this.#flush)
   }
 
-  async seed(): Promise<void> {
-    if (this.#seeded) return
+  /** `again`: the tree missed messages (a page that showed none was open): counts and last payloads come anew. */
+  async seed(again = false): Promise<void> {
+    if (this.#seeded && !again) return
     try {
       const list = await fetchAll<TopicSummary>('/api/topics')
       if (!list) return
