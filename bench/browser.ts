@@ -89,8 +89,8 @@ export interface DashboardBenchResult {
  * `__pulseboardProbe` with every reading and device state it receives (lib/live.svelte.ts), and
  * a MutationObserver sees each value tile's `data-ts` (the timestamp of the reading it shows,
  * written by the tiles) change. Only the devices `track` names are followed, so what the page
- * keeps stays bounded; per metric only the oldest reading not yet shown is kept (a newer one
- * shown with it waited less), so the lag is, if anything, overstated.
+ * keeps stays bounded (two fixed histograms, and per metric the oldest reading not yet shown:
+ * a newer one shown with it waited less, so the lag is, if anything, overstated).
  */
 function probeScript(): void {
   interface Pending {
@@ -100,8 +100,11 @@ function probeScript(): void {
   const tracked = new Set<string>()
   const newest = new Map<string, number>()
   const pending = new Map<string, Pending>()
-  const lags: number[] = []
-  const ages: number[] = []
+  // histograms of 0.1 ms buckets up to 10 s, allocated once: what the probe keeps does not grow with the run
+  const BUCKETS = 100_000
+  const lags = new Uint32Array(BUCKETS + 1)
+  const ages = new Uint32Array(BUCKETS + 1)
+  const tally = (histogram: Uint32Array, ms: number) => histogram[Math.min(BUCKETS, Math.max(0, Math.round(ms * 10)))]!++
   let recording = false
   const routeDevice = () => {
     const m = /^#\/devices\/(.+)$/.exec(location.hash)
@@ -126,11 +129,11 @@ function probeScript(): void {
       const device = el.closest<HTMLElement>('[data-device]')?.dataset['device'] ?? routeDevice()
       const metric = el.closest<HTMLElement>('[data-metric]')?.dataset['metric']
       if (device === undefined || metric === undefined || !tracked.has(device)) continue
-      ages.push(wall - ts)
+      tally(ages, wall - ts)
       const key = `${device}\u0000${metric}`
       const waiting = pending.get(key)
       if (waiting && waiting.ts <= ts) {
-        lags.push(now - waiting.at)
+        tally(lags, now - waiting.at)
         pending.delete(key)
       }
     }
@@ -163,7 +166,7 @@ function probeScript(): void {
         if (device !== undefined && metric !== undefined) shownKeys.add(`${device}\u0000${metric}`)
       }
       const unshown = [...pending].filter(([key, p]) => shownKeys.has(key) && now - p.at > graceMs).length
-      return { lags, ages, unshown }
+      return { lags: [...lags], ages: [...ages], unshown }
     },
   }
 }
@@ -199,12 +202,22 @@ function everythingScript(): void {
   }
 }
 
-function spread(values: number[]): Spread {
-  if (values.length === 0) return { samples: 0, p50: NaN, p95: NaN, max: NaN }
-  const sorted = [...values].sort((a, b) => a - b)
-  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!
-  const round = (x: number) => Math.round(x * 10) / 10
-  return { samples: sorted.length, p50: round(at(0.5)), p95: round(at(0.95)), max: round(sorted.at(-1)!) }
+/** Percentiles of a histogram of 0.1 ms buckets (the last one: 10 s or more). */
+function spread(histogram: number[]): Spread {
+  const samples = histogram.reduce((sum, n) => sum + n, 0)
+  if (samples === 0) return { samples: 0, p50: NaN, p95: NaN, max: NaN }
+  const at = (q: number) => {
+    const rank = Math.min(samples - 1, Math.floor(q * samples))
+    let seen = 0
+    for (let i = 0; i < histogram.length; i++) {
+      seen += histogram[i]!
+      if (seen > rank) return i / 10
+    }
+    return (histogram.length - 1) / 10
+  }
+  let last = histogram.length - 1
+  while (last > 0 && histogram[last] === 0) last--
+  return { samples, p50: at(0.5), p95: at(0.95), max: last / 10 }
 }
 
 async function heapAfterGc(cdp: CDPSession): Promise<number> {
