@@ -4,27 +4,22 @@ import type { Bucket, DeviceHistory, Envelope, HistoryQuery, MetricHistory, Read
 import type { OnLimit } from '../protocol/limits.ts'
 import { topicMatches } from '../protocol/topics.ts'
 import { DEFAULT_MAX_POINTS, type ExportQuery, type HistoryStore, type LoggedEnvelope, type MessageQuery, type Saved } from './history.ts'
-import { CSV_HEADER, csvField, toJson } from './memory.ts'
+import { CSV_HEADER, csvField } from './memory.ts'
 import {
   SCAN_ROWS,
   StoreOpenError,
-  admit,
   codeOf,
   envelopeOf,
   literalPrefix,
   parseJson,
   planBuckets,
-  queuedMessages,
   reason,
   sqliteStoreDefaults,
-  takeOps,
   tierNeedsCount,
-  trimOldest,
   type MessageRow,
-  type Op,
-  type QueuedMessage,
   type SqliteStoreOptions,
 } from './sqlite.ts'
+import { WriteQueue, type Op, type QueuedMessage } from './write-queue.ts'
 
 /** The schema this code writes and reads, in `pulseboard_meta` (`schema`). */
 export const POSTGRES_SCHEMA_VERSION = 1
@@ -192,14 +187,7 @@ export class PostgresStore implements HistoryStore {
   #days = new Set<number>()
   #daysStale = true
 
-  #ops: Op[] = []
-  #queued = 0
-  #queuedBytes = 0
-  /** Device snapshots as JSON, coalesced by id: the newest wins. */
-  #devices = new Map<string, string>()
-  #formats: string | undefined
-
-  #dropped = 0
+  readonly #queue: WriteQueue
   #expired = 0
   #writeFailures = 0
   #failingSince: number | null = null
@@ -227,6 +215,7 @@ export class PostgresStore implements HistoryStore {
     this.#opts = { ...postgresStoreDefaults, ...rest }
     this.#logger = logger
     this.#onLimit = onLimit ?? (() => {})
+    this.#queue = new WriteQueue({ ...this.#opts, onLimit: this.#onLimit, failing: () => this.#failingSince !== null, logger, key: pgText, json: pgJson })
     this.#writer = writer
     this.#reader = reader
     this.#copyTo = copyTo
@@ -267,9 +256,9 @@ export class PostgresStore implements HistoryStore {
 
   get usage(): PostgresStoreUsage {
     return {
-      queueDepth: this.#queued,
-      queueBytes: this.#queuedBytes,
-      dropped: this.#dropped,
+      queueDepth: this.#queue.depth,
+      queueBytes: this.#queue.bytes,
+      dropped: this.#queue.dropped,
       writeFailures: this.#writeFailures,
       writeFailing: this.#failingSince === null ? 0 : 1,
       ...this.#stats,
@@ -279,34 +268,23 @@ export class PostgresStore implements HistoryStore {
   }
 
   append(batch: readonly Reading[]): void {
-    if (batch.length === 0) return
-    this.#enqueue({ kind: 'readings', batch }, batch.length, 0)
+    this.#queue.append(batch)
   }
 
   log(batch: readonly Envelope[]): void {
-    if (batch.length === 0) return
-    const { rows, bytes } = queuedMessages(batch)
-    this.#enqueue({ kind: 'log', batch: rows }, rows.length, bytes)
+    this.#queue.log(batch)
   }
 
   saveDevices(devices: readonly Saved[]): void {
-    if (this.#closed) return
-    // serialised now: what is written is the snapshot as it was when saved
-    for (const d of devices) {
-      const json = toJson(d.snapshot, this.#logger)
-      if (json !== undefined) this.#devices.set(pgText(d.id), pgJson(json))
-    }
+    this.#queue.saveDevices(devices)
   }
 
   saveFormats(state: unknown): void {
-    if (this.#closed) return
-    this.#formats = toJson(state, this.#logger) ?? this.#formats
+    this.#queue.saveFormats(state)
   }
 
   forget(device: string): void {
-    if (this.#closed) return
-    this.#devices.delete(pgText(device))
-    this.#ops.push({ kind: 'forget', device: pgText(device) })
+    this.#queue.forget(device)
   }
 
   async query(q: HistoryQuery): Promise<DeviceHistory> {
@@ -443,7 +421,7 @@ export class PostgresStore implements HistoryStore {
   flush(): Promise<void> {
     return this.#exclusive(async () => {
       // what is queued now, in chunks: writes that arrive meanwhile do not keep it going forever
-      for (let chunks = Math.ceil(this.#queued / WRITE_CHUNK) + 1; chunks > 0 && this.#pending(); chunks--) {
+      for (let chunks = Math.ceil(this.#queue.depth / WRITE_CHUNK) + 1; chunks > 0 && this.#queue.pending(); chunks--) {
         if (!(await this.#writeOut(WRITE_CHUNK))) return
       }
     })
@@ -487,8 +465,9 @@ export class PostgresStore implements HistoryStore {
     clearInterval(this.#usageTimer)
     await this.flush()
     this.#closed = true
+    this.#queue.close()
     clearTimeout(this.#pruneTimer)
-    if (this.#queued > 0) this.#logger?.warn({ queued: this.#queued }, 'history store: closed while writing failed; what was queued is lost')
+    if (this.#queue.depth > 0) this.#logger?.warn({ queued: this.#queue.depth }, 'history store: closed while writing failed; what was queued is lost')
     for (const held of this.#exports) {
       held.released = true
       held.client.release(true)
@@ -563,54 +542,13 @@ export class PostgresStore implements HistoryStore {
 
   #tick(): void {
     // a write still under way (a slow or unreachable database) is not queued behind: the next tick comes
-    if (this.#laneBusy || !this.#pending()) return
+    if (this.#laneBusy || !this.#queue.pending()) return
     this.#exclusive(() => this.#writeOut(WRITE_CHUNK)).catch((err: unknown) => this.#logger?.error({ err }, 'history store: a write went wrong'))
-  }
-
-  #pending(): boolean {
-    return this.#ops.length > 0 || this.#devices.size > 0 || this.#formats !== undefined
-  }
-
-  #enqueue(op: Op & { kind: 'readings' | 'log' }, items: number, bytes: number): void {
-    if (this.#closed) {
-      this.#drop(items, 'closed')
-      return
-    }
-    if (this.#failingSince === null) {
-      // keeping up is the normal case: what does not fit is the newest, and is dropped
-      const fit = admit(op, items, bytes, { queued: this.#queued, queuedBytes: this.#queuedBytes }, this.#opts)
-      if (fit.take < items) this.#drop(items - fit.take, 'queue_full')
-      if (!fit.op) return
-      this.#ops.push(fit.op)
-      this.#queued += fit.take
-      this.#queuedBytes += fit.bytes
-      return
-    }
-    // writing fails: the newest are worth more once it works again, so the oldest make room
-    this.#ops.push(op)
-    this.#queued += items
-    this.#queuedBytes += bytes
-    const dropped = this.#trimOldest()
-    if (dropped > 0) this.#drop(dropped, 'write_failing')
-  }
-
-  #drop(n: number, reason: 'queue_full' | 'write_failing' | 'closed'): void {
-    this.#dropped += n
-    this.#onLimit('store_queue', { dropped: n, reason, queueDepth: this.#queued })
-  }
-
-  /** Drops the oldest queued items (not those of a transaction under way) until within bounds; returns how many. */
-  #trimOldest(): number {
-    const counts = { queued: this.#queued, queuedBytes: this.#queuedBytes }
-    const dropped = trimOldest(this.#ops, counts, this.#opts)
-    this.#queued = counts.queued
-    this.#queuedBytes = counts.queuedBytes
-    return dropped
   }
 
   /** Writes up to `max` queued items (and every pending snapshot) in one transaction; returns whether it worked. */
   async #writeOut(max: number): Promise<boolean> {
-    if (this.#closed || !this.#pending()) return !this.#closed
+    if (this.#closed || !this.#queue.pending()) return !this.#closed
     const started = performance.now()
     let client: PoolClient
     try {
@@ -621,31 +559,22 @@ export class PostgresStore implements HistoryStore {
       this.#lastWriteMs = performance.now() - started
       return false
     }
-    const { count, items, bytes } = takeOps(this.#ops, max)
     // out of the queue while they are written, so that trimming (while writing fails) leaves them
     // alone; they still count in its depth, and go back to its head if the transaction fails
-    const ops = this.#ops.splice(0, count)
-    const devices = new Map(this.#devices)
-    const formats = this.#formats
+    const batch = this.#queue.take(max)
     try {
-      await this.#write(client, ops, devices, formats)
+      await this.#write(client, batch.ops, batch.devices, batch.formats)
       client.release()
     } catch (err) {
       // the connection may be gone, or within a transaction: closed, not reused
       client.release(true)
-      this.#ops.unshift(...ops)
       this.#failed(err)
-      const dropped = this.#trimOldest()
-      if (dropped > 0) this.#drop(dropped, 'write_failing')
+      this.#queue.failed(batch)
       return false
     } finally {
       this.#lastWriteMs = performance.now() - started
     }
-    this.#queued -= items
-    this.#queuedBytes -= bytes
-    // snapshots saved again while this one was written wait for the next
-    for (const [id, json] of devices) if (this.#devices.get(id) === json) this.#devices.delete(id)
-    if (this.#formats === formats) this.#formats = undefined
+    this.#queue.written(batch)
     if (this.#failingSince !== null) {
       this.#logger?.info({ failures: this.#writeFailures, failedForMs: Date.now() - this.#failingSince }, 'history store: writing works again')
       this.#failingSince = null
@@ -660,12 +589,12 @@ export class PostgresStore implements HistoryStore {
       this.#failingSince = now
       this.#failureLoggedAt = now
       this.#logger?.error(
-        { err, code: codeOf(err), queued: this.#queued, url: this.url },
+        { err, code: codeOf(err), queued: this.#queue.depth, url: this.url },
         'history store: writing to PostgreSQL failed (database down or unreachable?); keeping what is queued and retrying',
       )
     } else if (now - this.#failureLoggedAt >= FAILURE_LOG_MS) {
       this.#failureLoggedAt = now
-      this.#logger?.warn({ code: codeOf(err), reason: describe(err), failures: this.#writeFailures, queued: this.#queued, dropped: this.#dropped }, 'history store: writing still fails')
+      this.#logger?.warn({ code: codeOf(err), reason: describe(err), failures: this.#writeFailures, queued: this.#queue.depth, dropped: this.#queue.dropped }, 'history store: writing still fails')
     }
   }
 

@@ -6,7 +6,8 @@ import type { Bucket, DeviceHistory, Envelope, HistoryQuery, MessageProperties, 
 import type { OnLimit } from '../protocol/limits.ts'
 import { topicMatches } from '../protocol/topics.ts'
 import { DEFAULT_MAX_POINTS, type ExportQuery, type HistoryStore, type LoggedEnvelope, type MessageQuery, type Saved } from './history.ts'
-import { CSV_HEADER, csvField, cutPayload, toJson } from './memory.ts'
+import { CSV_HEADER, csvField } from './memory.ts'
+import { WriteQueue, type Op } from './write-queue.ts'
 
 /** A better-sqlite3 statement, as far as Pulseboard uses it; `Row` is what the SQL selects (an array after `raw()`). */
 export interface SqliteStatement<Row = unknown> {
@@ -156,32 +157,6 @@ export type SqliteStoreUsage = {
 type Row = [ts: number, value: number]
 /** A row of the message log as a store selects it. */
 export type MessageRow = [id: number, ts: number, topic: string, payload: string, base64: number, source: number, clientId: string | null, qos: number, retain: number, properties: string | null]
-/** A message as it waits to be written: payload already cut, its bytes counted. */
-export interface QueuedMessage {
-  ts: number
-  topic: string
-  payload: string
-  base64: number
-  source: number
-  clientId: string | null
-  qos: number
-  retain: number
-  /** MQTT 5 properties as JSON, or null. */
-  properties: string | null
-  bytes: number
-}
-/** One entry of a store's write queue. */
-export type Op = { kind: 'readings'; batch: readonly Reading[] } | { kind: 'log'; batch: QueuedMessage[] } | { kind: 'forget'; device: string }
-/** The bounds of a write queue: items, and bytes of logged messages. */
-export interface QueueBounds {
-  maxQueue: number
-  maxQueueBytes: number
-}
-/** What a write queue holds: items, and bytes of logged messages. */
-export interface QueueCounts {
-  queued: number
-  queuedBytes: number
-}
 /** Min, max, sum and count of one series over one rollup bucket. */
 interface Acc {
   start: number
@@ -245,14 +220,7 @@ export class SqliteStore implements HistoryStore {
   /** The number of ids in `#series`, kept as it changes: `usage` is read on every scrape. */
   #seriesCount = 0
 
-  #ops: Op[] = []
-  #queued = 0
-  #queuedBytes = 0
-  /** Device snapshots as JSON, coalesced by id: the newest wins. */
-  #devices = new Map<string, string>()
-  #formats: string | undefined
-
-  #dropped = 0
+  readonly #queue: WriteQueue
   #writeFailures = 0
   /** Since when writing fails, or null. */
   #failingSince: number | null = null
@@ -275,6 +243,7 @@ export class SqliteStore implements HistoryStore {
     this.#opts = { ...sqliteStoreDefaults, ...rest }
     this.#logger = logger
     this.#onLimit = onLimit ?? (() => {})
+    this.#queue = new WriteQueue({ ...this.#opts, onLimit: this.#onLimit, failing: () => this.#failingSince !== null, logger })
     this.#stmt = prepare(db)
     this.#writeTx = db.transaction((ops: readonly Op[], devices: ReadonlyMap<string, string>, formats: string | undefined) =>
       this.#write(ops, devices, formats),
@@ -367,9 +336,9 @@ export class SqliteStore implements HistoryStore {
 
   get usage(): SqliteStoreUsage {
     return {
-      queueDepth: this.#queued,
-      queueBytes: this.#queuedBytes,
-      dropped: this.#dropped,
+      queueDepth: this.#queue.depth,
+      queueBytes: this.#queue.bytes,
+      dropped: this.#queue.dropped,
       writeFailures: this.#writeFailures,
       writeFailing: this.#failingSince === null ? 0 : 1,
       dbBytes: this.#dbBytes,
@@ -381,34 +350,23 @@ export class SqliteStore implements HistoryStore {
   }
 
   append(batch: readonly Reading[]): void {
-    if (batch.length === 0) return
-    this.#enqueue({ kind: 'readings', batch }, batch.length, 0)
+    this.#queue.append(batch)
   }
 
   log(batch: readonly Envelope[]): void {
-    if (batch.length === 0) return
-    const { rows, bytes } = queuedMessages(batch)
-    this.#enqueue({ kind: 'log', batch: rows }, rows.length, bytes)
+    this.#queue.log(batch)
   }
 
   saveDevices(devices: readonly Saved[]): void {
-    if (this.#closed) return
-    // serialised now: what is written is the snapshot as it was when saved
-    for (const d of devices) {
-      const json = toJson(d.snapshot, this.#logger)
-      if (json !== undefined) this.#devices.set(d.id, json)
-    }
+    this.#queue.saveDevices(devices)
   }
 
   saveFormats(state: unknown): void {
-    if (this.#closed) return
-    this.#formats = toJson(state, this.#logger) ?? this.#formats
+    this.#queue.saveFormats(state)
   }
 
   forget(device: string): void {
-    if (this.#closed) return
-    this.#devices.delete(device)
-    this.#ops.push({ kind: 'forget', device })
+    this.#queue.forget(device)
   }
 
   async query(q: HistoryQuery): Promise<DeviceHistory> {
@@ -523,9 +481,9 @@ export class SqliteStore implements HistoryStore {
 
   async flush(): Promise<void> {
     // what is queued now, in chunks: writes that arrive meanwhile do not keep it going forever
-    for (let chunks = Math.ceil(this.#queued / WRITE_CHUNK) + 1; chunks > 0 && this.#pending(); chunks--) {
+    for (let chunks = Math.ceil(this.#queue.depth / WRITE_CHUNK) + 1; chunks > 0 && this.#queue.pending(); chunks--) {
       if (!this.#writeOut(WRITE_CHUNK)) return
-      if (this.#pending()) await new Promise((resolve) => setImmediate(resolve))
+      if (this.#queue.pending()) await new Promise((resolve) => setImmediate(resolve))
     }
     this.#refreshSize()
   }
@@ -558,8 +516,9 @@ export class SqliteStore implements HistoryStore {
     clearTimeout(this.#pruneTimer)
     await this.flush()
     this.#closed = true
+    this.#queue.close()
     clearTimeout(this.#pruneTimer)
-    if (this.#queued > 0) this.#logger?.warn({ queued: this.#queued }, 'history store: closed while writing failed; what was queued is lost')
+    if (this.#queue.depth > 0) this.#logger?.warn({ queued: this.#queue.depth }, 'history store: closed while writing failed; what was queued is lost')
     this.db.close()
   }
 
@@ -569,49 +528,8 @@ export class SqliteStore implements HistoryStore {
     return metrics
   }
 
-  #pending(): boolean {
-    return this.#ops.length > 0 || this.#devices.size > 0 || this.#formats !== undefined
-  }
-
-  #enqueue(op: Op & { kind: 'readings' | 'log' }, items: number, bytes: number): void {
-    if (this.#closed) {
-      this.#drop(items, 'closed')
-      return
-    }
-    if (this.#failingSince === null) {
-      // keeping up is the normal case: what does not fit is the newest, and is dropped
-      const fit = admit(op, items, bytes, { queued: this.#queued, queuedBytes: this.#queuedBytes }, this.#opts)
-      if (fit.take < items) this.#drop(items - fit.take, 'queue_full')
-      if (!fit.op) return
-      this.#ops.push(fit.op)
-      this.#queued += fit.take
-      this.#queuedBytes += fit.bytes
-      return
-    }
-    // writing fails: the newest are worth more once it works again, so the oldest make room
-    this.#ops.push(op)
-    this.#queued += items
-    this.#queuedBytes += bytes
-    const dropped = this.#trimOldest()
-    if (dropped > 0) this.#drop(dropped, 'write_failing')
-  }
-
-  #drop(n: number, reason: 'queue_full' | 'write_failing' | 'closed'): void {
-    this.#dropped += n
-    this.#onLimit('store_queue', { dropped: n, reason, queueDepth: this.#queued })
-  }
-
-  /** Drops the oldest queued readings and messages until the queue is within its bounds; returns how many. */
-  #trimOldest(): number {
-    const counts = { queued: this.#queued, queuedBytes: this.#queuedBytes }
-    const dropped = trimOldest(this.#ops, counts, this.#opts)
-    this.#queued = counts.queued
-    this.#queuedBytes = counts.queuedBytes
-    return dropped
-  }
-
   #tick(): void {
-    if (this.#pending()) this.#writeOut(WRITE_CHUNK)
+    if (this.#queue.pending()) this.#writeOut(WRITE_CHUNK)
     this.#refreshSize()
     // a log filling faster than retention runs is trimmed without waiting for the slow timer
     const messages = this.#lastMessageId - this.#firstMessageId + 1
@@ -621,11 +539,11 @@ export class SqliteStore implements HistoryStore {
   /** Writes up to `max` queued items (and every pending snapshot) in one transaction; returns whether it worked. */
   #writeOut(max: number): boolean {
     if (this.#closed) return false
-    const { count, items, bytes } = takeOps(this.#ops, max)
-    const ops = this.#ops.slice(0, count)
+    const batch = this.#queue.take(max)
+    const { ops } = batch
     const started = performance.now()
     try {
-      const { readings, lastMessageId } = this.#writeTx(ops, this.#devices, this.#formats)
+      const { readings, lastMessageId } = this.#writeTx(ops, batch.devices, batch.formats)
       this.#readings = readings
       if (lastMessageId > 0) {
         if (this.#firstMessageId === 0) this.#firstMessageId = lastMessageId - ops.reduce((n, op) => n + (op.kind === 'log' ? op.batch.length : 0), 0) + 1
@@ -636,19 +554,16 @@ export class SqliteStore implements HistoryStore {
       if (this.#failingSince === null) {
         this.#failingSince = Date.now()
         this.#logger?.error(
-          { err, code: codeOf(err), queued: this.#queued },
+          { err, code: codeOf(err), queued: this.#queue.depth },
           'history store: writing failed (full disk, I/O error or read-only file?); keeping what is queued and retrying',
         )
       }
+      this.#queue.failed(batch)
       return false
     } finally {
       this.#lastWriteMs = performance.now() - started
     }
-    this.#ops.splice(0, count)
-    this.#queued -= items
-    this.#queuedBytes -= bytes
-    this.#devices = new Map()
-    this.#formats = undefined
+    this.#queue.written(batch)
     if (this.#failingSince !== null) {
       this.#logger?.info({ failures: this.#writeFailures, failedForMs: Date.now() - this.#failingSince }, 'history store: writing works again')
       this.#failingSince = null
@@ -916,111 +831,6 @@ function upgrade(db: SqliteDatabase, from: number): void {
   // 2: MQTT 5 properties in the message log
   if (from < 2) db.exec('ALTER TABLE messages ADD COLUMN properties TEXT')
   db.pragma(`user_version = ${SCHEMA_VERSION}`)
-}
-
-/** A batch of envelopes as the log's queue keeps them: payloads cut, each one's bytes counted. */
-export function queuedMessages(batch: readonly Envelope[]): { rows: QueuedMessage[]; bytes: number } {
-  const rows: QueuedMessage[] = []
-  let bytes = 0
-  for (const e of batch) {
-    const payload = cutPayload(e.payload, e.encoding)
-    const clientId = e.clientId ?? null
-    const properties = e.properties ? JSON.stringify(e.properties) : null
-    const size = e.topic.length + payload.length + (clientId?.length ?? 0) + (properties?.length ?? 0)
-    bytes += size
-    rows.push({
-      ts: Math.trunc(e.ts),
-      topic: e.topic,
-      payload,
-      base64: e.encoding === 'base64' ? 1 : 0,
-      source: e.source === 'socket' ? 1 : 0,
-      clientId,
-      qos: e.qos,
-      retain: e.retain ? 1 : 0,
-      properties,
-      bytes: size,
-    })
-  }
-  return { rows, bytes }
-}
-
-/**
- * How much of a batch of `items` (and `bytes`) a queue holding `counts` takes while writing works:
- * what does not fit is the newest, left out. `op` is what to queue (null when nothing fits), `take`
- * how many items it holds (at most `items`; less than zero when the queue is already over), `bytes` their bytes.
- */
-export function admit(op: Op & { kind: 'readings' | 'log' }, items: number, bytes: number, counts: QueueCounts, bounds: QueueBounds): { op: Op | null; take: number; bytes: number } {
-  let take = Math.min(items, bounds.maxQueue - counts.queued)
-  if (op.kind === 'log') {
-    let b = 0
-    for (let i = 0; i < take; i++) {
-      if (counts.queuedBytes + b + op.batch[i]!.bytes > bounds.maxQueueBytes) {
-        take = i
-        break
-      }
-      b += op.batch[i]!.bytes
-    }
-    bytes = b
-  }
-  if (take <= 0) return { op: null, take, bytes }
-  if (take < items) op = op.kind === 'readings' ? { kind: 'readings', batch: op.batch.slice(0, take) } : { kind: 'log', batch: op.batch.slice(0, take) }
-  return { op, take, bytes }
-}
-
-/** Drops the oldest queued readings and messages of `ops` until `counts` are within `bounds`, updating both; returns how many. */
-export function trimOldest(ops: Op[], counts: QueueCounts, bounds: QueueBounds): number {
-  const { maxQueue, maxQueueBytes } = bounds
-  let dropped = 0
-  let i = 0
-  while ((counts.queued > maxQueue || counts.queuedBytes > maxQueueBytes) && i < ops.length) {
-    const op = ops[i]!
-    if (op.kind === 'readings' && counts.queued > maxQueue) {
-      const n = Math.min(op.batch.length, counts.queued - maxQueue)
-      ops[i] = { kind: 'readings', batch: op.batch.slice(n) }
-      counts.queued -= n
-      dropped += n
-    } else if (op.kind === 'log') {
-      let n = 0
-      let bytes = 0
-      while (n < op.batch.length && (counts.queued - n > maxQueue || counts.queuedBytes - bytes > maxQueueBytes)) bytes += op.batch[n++]!.bytes
-      ops[i] = { kind: 'log', batch: op.batch.slice(n) }
-      counts.queued -= n
-      counts.queuedBytes -= bytes
-      dropped += n
-    }
-    const left = ops[i]!
-    if (left.kind !== 'forget' && left.batch.length === 0) ops.splice(i, 1)
-    else i++
-  }
-  return dropped
-}
-
-/**
- * The first `count` ops of the queue make one transaction of at most `max` items (`bytes` of them
- * logged messages), and the forgets right after; the op that crosses `max` is split in place.
- */
-export function takeOps(ops: Op[], max: number): { count: number; items: number; bytes: number } {
-  let count = 0
-  let items = 0
-  let bytes = 0
-  for (; count < ops.length && items < max; count++) {
-    const op = ops[count]!
-    if (op.kind === 'forget') continue
-    const room = max - items
-    if (op.batch.length > room) {
-      if (op.kind === 'readings') ops.splice(count, 1, { kind: 'readings', batch: op.batch.slice(0, room) }, { kind: 'readings', batch: op.batch.slice(room) })
-      else ops.splice(count, 1, { kind: 'log', batch: op.batch.slice(0, room) }, { kind: 'log', batch: op.batch.slice(room) })
-    }
-    const taken = ops[count]!
-    if (taken.kind === 'readings') items += taken.batch.length
-    else if (taken.kind === 'log') {
-      items += taken.batch.length
-      for (const m of taken.batch) bytes += m.bytes
-    }
-  }
-  // forgets right after the last batch taken belong to this transaction too
-  while (count < ops.length && ops[count]!.kind === 'forget') count++
-  return { count, items, bytes }
 }
 
 /** The tier a bucketed query reads, the width of its buckets, and where each tier starts and ends: see {@link planBuckets}. */
