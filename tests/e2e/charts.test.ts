@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { launchChromium } from '../../bench/browser.ts'
 import type { DeviceHistory, DeviceState } from '../../protocol/index.ts'
 import { startStack, type Stack } from '../helpers/stack.ts'
-import { chartState, goto, openDashboard, waitForPoints, waitForValues, type PageTrouble, type View } from './page.ts'
+import { chartState, goto, openDashboard, waitForPoints, waitForSettled, waitForValues, type PageTrouble, type View } from './page.ts'
 
 /**
  * The device page's chart and tiles: every metric charted, one axis per unit, ranges from the
@@ -171,6 +171,51 @@ describe('the device chart', () => {
     const [min5, max5] = (await chartState(page)).x
     expect(Math.round((max5 - min5) / 1000)).toBe(300)
   }, 45_000)
+
+  it('draws at most two points a pixel of a device that reports fast, keeping its peaks, and redraws as often as the axis moves a pixel', async () => {
+    const client = await stack.mqtt({ clientId: 'fast' })
+    await client.publishAsync('devices/fast/telemetry', JSON.stringify({ temperature: 21, units: { temperature: '°C' } }))
+    const page = await open('#/devices/fast')
+    await waitForPoints(page, 'temperature', 1)
+    // history loaded: what follows is live points only, each one charted, none a bucket's mean
+    await waitForSettled(page)
+    // 4,000 readings as fast as they go, with one spike and one dip: far more than the chart has pixels
+    for (let i = 0; i < 4000; i++) {
+      await client.publishAsync('devices/fast/telemetry', JSON.stringify({ temperature: i === 1500 ? 95 : i === 2500 ? -40 : Number((21 + Math.sin(i / 100)).toFixed(2)) }))
+    }
+    await waitForPoints(page, 'temperature', 4001)
+    const drawn = JSON.parse((await page.getByTestId('time-chart').getAttribute('data-drawn')) ?? '{}') as Record<string, number>
+    expect(drawn['pixels']).toBeGreaterThan(500)
+    // the burst spans a few seconds of the 5-minute axis: a few pixels, so a few points each
+    expect(drawn['temperature']).toBeGreaterThan(2)
+    expect(drawn['temperature']).toBeLessThanOrEqual(Math.min(2 * drawn['pixels']! + 2, 400))
+    // the axis comes from what is drawn: the spike and the dip are in it
+    const [axis] = await axes(page)
+    expect(axis!.max).toBeGreaterThanOrEqual(95)
+    expect(axis!.min).toBeLessThanOrEqual(-40)
+
+    // the chart redraws when its axis has moved a pixel, not at every frame: a minute over 1,000 pixels is 60 ms a pixel
+    const [from, to] = (await chartState(page)).x
+    const msPerPixel = (to - from) / drawn['pixels']!
+    const timer = setInterval(() => void client.publishAsync('devices/fast/telemetry', JSON.stringify({ temperature: 21 })), 20)
+    cleanups.push(() => clearInterval(timer))
+    const redraws = await page.evaluate(
+      () =>
+        new Promise<number>((resolve) => {
+          const canvas = document.querySelector<HTMLCanvasElement>('canvas[data-testid=time-chart]')!
+          let n = 0
+          const seen = new MutationObserver(() => n++)
+          seen.observe(canvas, { attributes: true, attributeFilter: ['data-x'] })
+          setTimeout(() => {
+            seen.disconnect()
+            resolve(n)
+          }, 3000)
+        }),
+    )
+    expect(msPerPixel).toBeGreaterThan(30)
+    expect(redraws).toBeGreaterThanOrEqual(3)
+    expect(redraws, `${redraws} redraws in 3 s at ${msPerPixel.toFixed(0)} ms a pixel`).toBeLessThanOrEqual(Math.ceil((3000 / msPerPixel) * 1.3) + 2)
+  })
 
   it('never draws a negative axis for data that never goes below zero, with no units to tell the metrics apart', async () => {
     // the benchmark's device: five metrics, no units, 18 to 1,018 on one shared axis (it ran from −500)

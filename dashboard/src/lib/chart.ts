@@ -16,7 +16,7 @@ import zoomPlugin from 'chartjs-plugin-zoom'
 import type { Attachment } from 'svelte/attachments'
 import { formatDateTime, formatExact, formatTick, formatValue } from './format.ts'
 import { timeTicks } from './ticks.ts'
-import { firstAtOrAfter, type Point } from './series.svelte.ts'
+import { firstAfter, firstAtOrAfter, type Point } from './series.svelte.ts'
 import { cssVar } from './theme.svelte.ts'
 
 // Only what the line charts use: a smaller bundle and less work per update. Time runs on a
@@ -240,6 +240,7 @@ export function timeChartConfig(list: readonly ChartSeries[], opts: ChartOptions
       layout: { padding: { top: 4, right: 4 } },
       scales,
       plugins: {
+        // the time chart hands over at most two points a pixel (`decimate`); this is for a zoomed one, which gets every point
         decimation: { enabled: true, algorithm: 'lttb', samples: 500 },
         legend: { display: false },
         tooltip: {
@@ -338,9 +339,46 @@ function dataStartMarker(color: string, background: string): Plugin<'line'> {
  */
 export function visibleRange(points: readonly Point[], min: number, max: number): [number, number] {
   const lo = firstAtOrAfter(points, min)
-  let end = lo
-  while (end < points.length && points[end]!.x <= max) end++
+  const end = firstAfter(points, max, lo)
   return [Math.max(0, lo - 1), Math.min(points.length, end + 1)]
+}
+
+/**
+ * How wide a bucket of `decimate` is for a window of `spanMs` drawn over `pixels`: about a
+ * pixel, rounded up to a power of two milliseconds so that it changes only when the window
+ * doubles or halves, not at every redraw of a window that grows.
+ */
+export function bucketWidth(spanMs: number, pixels: number): number {
+  return 2 ** Math.ceil(Math.log2(Math.max(1, spanMs / Math.max(1, pixels))))
+}
+
+/**
+ * The points [lo, hi) as a line of at most two a bucket: each bucket's lowest and highest in
+ * the order they came, and the first and last point so the line reaches both edges. Peaks
+ * stay, and the chart draws a bounded number of points however fast the device reports. The
+ * buckets are counted from time zero, so they stay put as a live window slides: the line does
+ * not shimmer from one redraw to the next.
+ */
+export function decimate(points: readonly Point[], lo: number, hi: number, bucketMs: number): Point[] {
+  const out: Point[] = []
+  if (hi <= lo) return out
+  out.push(points[lo]!)
+  let i = lo + 1
+  while (i < hi - 1) {
+    const bucket = Math.floor(points[i]!.x / bucketMs)
+    let low = i
+    let high = i
+    let j = i + 1
+    for (; j < hi - 1 && Math.floor(points[j]!.x / bucketMs) === bucket; j++) {
+      if (points[j]!.y < points[low]!.y) low = j
+      if (points[j]!.y > points[high]!.y) high = j
+    }
+    if (low === high) out.push(points[low]!)
+    else out.push(points[Math.min(low, high)]!, points[Math.max(low, high)]!)
+    i = j
+  }
+  if (hi - 1 > lo) out.push(points[hi - 1]!)
+  return out
 }
 
 function isPoint(value: unknown): value is Point {

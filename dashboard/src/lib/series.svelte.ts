@@ -10,7 +10,7 @@ export interface Point {
 
 /** Points kept per metric of every device: enough for a card's sparkline. */
 const BACKGROUND_WINDOW = 240
-/** Points kept per metric of a device someone is looking at (its page is open). */
+/** Points kept at most per metric of a device someone is looking at (its page is open). */
 const WATCHED_WINDOW = 20_000
 /** Trim in chunks rather than on every push, so the cost is amortised. */
 const SLACK = 1.25
@@ -22,7 +22,8 @@ const SLACK = 1.25
 class SeriesStore {
   /** Device id → metric → points, oldest first. */
   readonly #byDevice = new Map<string, Map<string, Point[]>>()
-  readonly #watchers = new Map<string, number>()
+  /** Device id → the time span each of its watchers shows, ms. */
+  readonly #watchers = new Map<string, number[]>()
   /** Device and metric pairs whose recent history was asked for. */
   readonly #seeded = new Set<string>()
   readonly #touched = new Set<string>()
@@ -106,16 +107,19 @@ class SeriesStore {
     return state && { value: state.value, ts: state.ts }
   }
 
-  /** Keeps a long window for this device until the returned function is called. */
-  watch(device: string): () => void {
-    this.#watchers.set(device, (this.#watchers.get(device) ?? 0) + 1)
+  /**
+   * Keeps the last `spanMs` of this device's points (up to WATCHED_WINDOW a metric) until the
+   * returned function is called: what its chart shows, and no more, so the page's memory stops
+   * growing once its range is full.
+   */
+  watch(device: string, spanMs: number): () => void {
+    const spans = this.#watchers.get(device) ?? []
+    spans.push(spanMs)
+    this.#watchers.set(device, spans)
     return () => {
-      const n = (this.#watchers.get(device) ?? 1) - 1
-      if (n > 0) this.#watchers.set(device, n)
-      else {
-        this.#watchers.delete(device)
-        this.#trim(device)
-      }
+      spans.splice(spans.indexOf(spanMs), 1)
+      if (spans.length === 0) this.#watchers.delete(device)
+      this.#trim(device)
     }
   }
 
@@ -129,9 +133,14 @@ class SeriesStore {
   }
 
   #trim(device: string): void {
-    const cap = this.#watchers.has(device) ? WATCHED_WINDOW : BACKGROUND_WINDOW
+    const spans = this.#watchers.get(device)
+    const cap = spans ? WATCHED_WINDOW : BACKGROUND_WINDOW
+    const spanMs = spans ? Math.max(...spans) : Infinity
     for (const series of this.#byDevice.get(device)?.values() ?? []) {
       if (series.length > cap * SLACK) series.splice(0, series.length - cap)
+      // by time, from the series' newest point: a device's clock need not be the browser's
+      const newest = series.at(-1)?.x ?? 0
+      if (series.length > 0 && series[0]!.x < newest - spanMs * SLACK) series.splice(0, firstAtOrAfter(series, newest - spanMs))
     }
   }
 
@@ -154,13 +163,22 @@ function insert(series: Point[], x: number, y: number): void {
   else series.splice(i, 0, { x, y })
 }
 
-/** Index of the first point at or after `x` (points sorted by x). */
-export function firstAtOrAfter(points: readonly Point[], x: number): number {
-  let lo = 0
+/** Index of the first point at or after `x`, from `from` on (points sorted by x). */
+export function firstAtOrAfter(points: readonly Point[], x: number, from = 0): number {
+  return bisect(points, from, (p) => p.x < x)
+}
+
+/** Index of the first point after `x`, from `from` on (points sorted by x). */
+export function firstAfter(points: readonly Point[], x: number, from = 0): number {
+  return bisect(points, from, (p) => p.x <= x)
+}
+
+/** The first index from `lo` on whose point is not `before`: they all come first. */
+function bisect(points: readonly Point[], lo: number, before: (p: Point) => boolean): number {
   let hi = points.length
   while (lo < hi) {
     const mid = (lo + hi) >>> 1
-    if (points[mid]!.x < x) lo = mid + 1
+    if (before(points[mid]!)) lo = mid + 1
     else hi = mid
   }
   return lo
