@@ -1,4 +1,3 @@
-import { randomBytes, scryptSync } from 'node:crypto'
 import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
@@ -11,6 +10,7 @@ import { LIVE_NAMESPACE, type LiveAuth } from '../../protocol/index.ts'
 import { SESSION_COOKIE } from '../../server/access.ts'
 import { mqttMessages, startStack, within, type LiveClient, type Stack } from '../helpers/stack.ts'
 import { killAll, pulseboard } from '../helpers/process.ts'
+import { quickHash } from '../helpers/secrets.ts'
 
 /** The HTTP API and the socket.io handshakes with users: sessions, tokens, roles and login back-off. */
 
@@ -48,15 +48,6 @@ beforeAll(async () => {
   saveConfig(file, config)
 }, 60_000)
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
-
-/**
- * A hash in the form hashSecret writes, at a lower scrypt cost (N = 2^10): verifySecret reads the
- * cost from the hash, and the tests log in dozens of times. The users the commands add cost the full N = 2^14.
- */
-function quickHash(secret: string): string {
-  const salt = randomBytes(16)
-  return ['scrypt', 1024, 8, 1, salt.toString('base64'), scryptSync(secret, salt, 32, { N: 1024, r: 8, p: 1 }).toString('base64')].join('$')
-}
 
 let stack: Stack | undefined
 afterEach(async () => {

@@ -1,10 +1,10 @@
-import { randomBytes, scryptSync } from 'node:crypto'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import { afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { emptyConfig, type AccessConfig } from '../../auth/config.ts'
 import { hashSecret } from '../../auth/secrets.ts'
 import type { HealthReport } from '../../protocol/index.ts'
 import { envelopes, mqttMessages, startStack, within, type Stack } from '../helpers/stack.ts'
+import { quickHash } from '../helpers/secrets.ts'
 
 /** MQTT with users: CONNACK 4 and 5, client ids kept to their user, and the ACL on publish, subscribe and delivery. */
 
@@ -21,15 +21,6 @@ beforeAll(async () => {
     tokens: { ops: { role: 'admin', secret: quickHash('ops-secret-1') } },
   }
 })
-
-/**
- * A hash in the form hashSecret writes, at a lower scrypt cost (N = 2^10): verifySecret reads the
- * cost from the hash, and the tests log in dozens of times. The users the commands add cost the full N = 2^14.
- */
-function quickHash(secret: string): string {
-  const salt = randomBytes(16)
-  return ['scrypt', 1024, 8, 1, salt.toString('base64'), scryptSync(secret, salt, 32, { N: 1024, r: 8, p: 1 }).toString('base64')].join('$')
-}
 
 let stack: Stack | undefined
 afterEach(async () => {

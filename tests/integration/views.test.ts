@@ -1,5 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import type { DeviceState, Envelope, LiveAuth, Reading } from '../../protocol/index.ts'
+import { emptyConfig } from '../../auth/config.ts'
+import { quickHash } from '../helpers/secrets.ts'
 import { collect, envelopes, startStack, within, type Stack } from '../helpers/stack.ts'
 
 /** `/live` views: a client is sent what it shows, set in the handshake and changed with `view`. */
@@ -106,6 +108,41 @@ describe('/live views', () => {
     expect(states.length).toBeGreaterThanOrEqual(2)
     expect(states.length).toBeLessThanOrEqual(Math.ceil(seconds) + 1)
     expect(client.readings.values.filter((r) => r.metric === 'n')).toHaveLength(50)
+  })
+
+  it('narrows a view to the devices its principal may see: named ones, every one, and topic filters', async () => {
+    // viewers may read device a only; anonymous clients (the devices here, and a dashboard of everything) are operators
+    await stack.close()
+    stack = await startStack({
+      access: { ...emptyConfig(), tokens: { wall: { role: 'viewer', secret: quickHash('wall-secret-1') } }, anonymous: { role: 'operator' }, roles: { viewer: [{ access: 'read', topic: 'devices/a/#' }] } },
+    })
+    const device = await threeDevices()
+    const token = 'pbt_wall.wall-secret-1'
+    const page = await watch({ token, view: { filters: [], devices: ['a', 'b'], readings: ['a', 'b'] } })
+    const all = await watch({ view: { devices: true } })
+    await page.snapshots.until('the snapshot', (v) => v.length === 1)
+    expect(page.snapshots.values[0]!.map((d) => d.id)).toEqual(['a'])
+    // a view is applied as far as the rules allow, and says so
+    expect(await page.socket.emitWithAck('view', { filters: ['devices/a/#'], devices: ['a', 'b', 'c'], readings: ['c', 'a'] })).toEqual({
+      ok: true,
+      view: { filters: ['devices/a/#'], devices: ['a'], readings: ['a'] },
+    })
+    expect(await page.socket.emitWithAck('view', { filters: ['#'] })).toMatchObject({ ok: false, error: { code: 'E_NOT_AUTHORIZED' } })
+    // every device, for one who may not read `#`, is none through the live events (the API lists its own)
+    const wall = await watch({ token, view: { filters: [] } })
+    expect(await wall.socket.emitWithAck('view', { filters: [], devices: true, readings: true })).toEqual({ ok: true, view: { filters: [], devices: false, readings: false } })
+
+    await round(device, 4, () => all.readings.until('every device\'s reading of round 4', (v) => v.filter((r) => r.value === 4).length === 3))
+    await page.readings.until('a\'s reading of round 4', (v) => v.some((r) => r.value === 4))
+    await page.messages.until('a\'s message of round 4', (v) => v.some((e) => e.payload.includes('4')))
+    await round(device, 5, () => all.readings.until('round 5', (v) => v.filter((r) => r.value === 5).length === 3))
+    await page.readings.until('a\'s reading of round 5', (v) => v.some((r) => r.value === 5))
+    expect(new Set(page.readings.values.map((r) => r.device))).toEqual(new Set(['a']))
+    expect(page.changes.values.filter((d) => d.id !== 'a')).toEqual([])
+    expect(new Set(page.messages.values.map((e) => e.topic))).toEqual(new Set(['devices/a/telemetry']))
+    expect(wall.readings.values).toEqual([])
+    expect(wall.changes.values).toEqual([])
+    expect(wall.snapshots.values).toEqual([])
   })
 
   it('answers a bad view with a named error and keeps the one it had', async () => {

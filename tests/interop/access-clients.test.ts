@@ -1,20 +1,15 @@
-import { randomBytes, scryptSync } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import { afterEach, describe, expect, it } from 'vitest'
 import { emptyConfig, type AccessConfig } from '../../auth/config.ts'
 import { collect, mqttMessages, startStack, within, type Stack } from '../helpers/stack.ts'
 import { killAll, run } from '../helpers/process.ts'
+import { quickHash } from '../helpers/secrets.ts'
 
 /** Third-party clients against a server with users: Debian's mosquitto_pub/sub, and the tutorial's Python clients. */
 
 const PYTHON = '/usr/bin/python3' // Debian's, which sees python3-socketio
 const seed = (script: string) => fileURLToPath(new URL(`./seed/${script}`, import.meta.url))
-
-/** A hash in hashSecret's form at a lower cost (N = 2^10); verifySecret reads the cost from the hash. */
-function quickHash(secret: string): string {
-  const salt = randomBytes(16)
-  return ['scrypt', 1024, 8, 1, salt.toString('base64'), scryptSync(secret, salt, 32, { N: 1024, r: 8, p: 1 }).toString('base64')].join('$')
-}
 
 const PASSWORD = { alice: 'alice-pass-1', 'dev-a': 'dev-a-pass-1', 'dev-b': 'dev-b-pass-1' }
 const TOKEN = 'pbt_ops.ops-secret-1'

@@ -1,4 +1,4 @@
-import { X509Certificate, randomBytes, scryptSync } from 'node:crypto'
+import { X509Certificate } from 'node:crypto'
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import https from 'node:https'
 import { tmpdir } from 'node:os'
@@ -13,14 +13,9 @@ import { LIVE_NAMESPACE } from '../../protocol/index.ts'
 import { createPulseboard, type Pulseboard } from '../../server/pulseboard.ts'
 import { mqttMessages, within } from '../helpers/stack.ts'
 import { killAll, pulseboard, run } from '../helpers/process.ts'
+import { quickHash } from '../helpers/secrets.ts'
 
 /** TLS: `pulseboard cert`, MQTT over TLS with mosquitto_pub, HTTPS with Node and Chromium, and SIGHUP reloading the certificate. */
-
-/** A hash in hashSecret's form at a lower cost (N = 2^10); verifySecret reads the cost from the hash. */
-function quickHash(secret: string): string {
-  const salt = randomBytes(16)
-  return ['scrypt', 1024, 8, 1, salt.toString('base64'), scryptSync(secret, salt, 32, { N: 1024, r: 8, p: 1 }).toString('base64')].join('$')
-}
 
 const ALICE = 'alice-pass-1'
 const TOKEN = 'pbt_ops.ops-secret-1'

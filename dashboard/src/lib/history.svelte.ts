@@ -117,7 +117,7 @@ export class RangeHistory {
     const stored = this.#stored.get(metric)
     const live = this.#live ? series.points(this.#device, metric) : []
     const after = live.slice(firstAfter(live, stored?.until ?? -Infinity))
-    // the live store keeps 20,000 points of a watched device: load again long before it trims any
+    // the live store keeps at most 20,000 points of a watched device: load again long before it trims any in the range
     if (after.length > LIVE_TAIL_MAX && !this.#loading) void this.#load()
     if (!stored) return { line: after, band: null }
     if (stored.kind === 'points') {
