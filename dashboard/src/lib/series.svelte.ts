@@ -14,6 +14,11 @@ const BACKGROUND_WINDOW = 240
 const WATCHED_WINDOW = 20_000
 /** Trim in chunks rather than on every push, so the cost is amortised. */
 const SLACK = 1.25
+/**
+ * A watched window is trimmed by time once it is this much longer than its span: every 15 s for
+ * 5 minutes, so what the page holds stays within 5 % of what it shows.
+ */
+const TIME_SLACK = 1.05
 
 /**
  * Recent points per device and metric. The arrays are plain (not reactive) because they change
@@ -140,7 +145,7 @@ class SeriesStore {
       if (series.length > cap * SLACK) series.splice(0, series.length - cap)
       // by time, from the series' newest point: a device's clock need not be the browser's
       const newest = series.at(-1)?.x ?? 0
-      if (series.length > 0 && series[0]!.x < newest - spanMs * SLACK) series.splice(0, firstAtOrAfter(series, newest - spanMs))
+      if (series.length > 0 && series[0]!.x < newest - spanMs * TIME_SLACK) series.splice(0, firstAtOrAfter(series, newest - spanMs))
     }
   }
 
