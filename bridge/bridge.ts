@@ -61,10 +61,11 @@ export interface BridgeParts {
   /** Keeps each message this node received from its publisher, for the message log. */
   record?: (envelope: Envelope) => void
   /**
-   * One node of several (`fanout.cluster` set): it sends `/live` the messages and readings it
-   * received from their publishers, and its registry learns from every node's.
+   * One node of several (`fanout.cluster` set): it takes in the messages published through it,
+   * and no other node's; it tells the others of its devices (`shareDevices`) as it tells its own
+   * dashboards, and they tell theirs (`Registry.mirror`). Only `/` gets the other nodes' messages.
    */
-  clustered?: boolean
+  cluster?: { shareDevices(devices: DeviceState[]): void }
 }
 
 export const bridgeDefaults = { chatTopic: 'messages', valueUpdateIntervalMs: 1000, commandTimeoutMs: 5000 }
@@ -92,8 +93,8 @@ type AckFn = (ack: Ack<Record<string, unknown>>) => void
 const noAck: AckFn = () => {}
 
 /**
- * Joins a MessageSource and socket.io: every message goes to the socket
- * clients whose filters match and to the device registry, and every socket
+ * Joins a MessageSource and socket.io: every message this node takes in goes
+ * to the socket clients whose filters match and to the device registry, and every socket
  * message is published through the source (which checks the policy), so it
  * reaches MQTT subscribers and, through the same subscription, socket clients:
  * once, whichever node or broker carried it.
@@ -131,6 +132,13 @@ export function createBridge(parts: BridgeParts, opts: BridgeOptions = {}): Brid
   // chat is people talking, answers to commands are Pulseboard's, and `$` topics are the broker's
   const isDeviceTopic = (topic: string) => topic !== chatTopic && !topic.startsWith('$') && !topic.startsWith(REPLY_TOPIC_PREFIX)
   const unsubscribe = [source.subscribe('#', onMessage), source.subscribe('$SYS/#', onMessage)]
+  // `/` (the seed's protocol, without filters) carries every message of every node. In a cluster
+  // a node hears the others' only while it has `/` clients, and for them alone: its registry and
+  // `/live` have the other nodes' devices and messages from those nodes.
+  let everyNode: (() => void) | null = null
+  const fromOtherNodes = (message: Message) => {
+    if (!message.local) fanout.send(toEnvelope(message), false)
+  }
   // an external broker's outage is shown, not hidden: every dashboard hears of it at once
   const stopStatus = source.onStatus((status) => live.emit('broker', status))
   const stopPresence = source.onPresence((event) => {
@@ -151,9 +159,7 @@ export function createBridge(parts: BridgeParts, opts: BridgeOptions = {}): Brid
   /** How often held values are looked at: a tenth of the interval, as the registry batches. */
   const valueTickMs = Math.max(10, valueUpdateIntervalMs / 10)
   let valueTimer: NodeJS.Timeout | null = null
-  function onUpdate(changed: DeviceState[], all: Reading[], valuesOnly: DeviceState[], stored: Reading[]): void {
-    // in a cluster each reading goes out once, from the node that received its message
-    const readings = parts.clustered ? stored : all
+  function onUpdate(changed: DeviceState[], readings: Reading[], valuesOnly: DeviceState[], _stored: Reading[], mirrored: DeviceState[]): void {
     const now = Date.now()
     const send = [...changed]
     for (const d of changed) {
@@ -168,12 +174,16 @@ export function createBridge(parts: BridgeParts, opts: BridgeOptions = {}): Brid
       heldValues.delete(id)
       sentIn.set(id, interval)
     }
-    fanout.sendDeviceUpdate(send, readings)
+    // the other nodes hear of this node's devices when its dashboards do: a change at once, values once an interval
+    if (send.length > 0) parts.cluster?.shareDevices(send)
+    // another node's state of a device replaces what was held of it here; that node bounds how often it comes
+    for (const d of mirrored) heldValues.delete(d.id)
+    fanout.sendDeviceUpdate(mirrored.length > 0 ? [...send, ...mirrored] : send, readings)
     if (heldValues.size > 0) valueTimer ??= setTimeout(flushValues, valueTickMs)
   }
   function flushValues(): void {
     valueTimer = null
-    onUpdate([], [], [], [])
+    onUpdate([], [], [], [], [])
   }
   registry.on('update', onUpdate)
   const onForget = (id: string) => {
@@ -246,7 +256,14 @@ export function createBridge(parts: BridgeParts, opts: BridgeOptions = {}): Brid
 
   chat.on('connection', (socket: ChatSocket) => {
     log?.info({ socketId: socket.id }, 'socket client connected to /')
-    socket.on('disconnect', (reason) => log?.info({ socketId: socket.id, reason }, 'socket client disconnected from /'))
+    if (parts.cluster) everyNode ??= source.subscribe('#', fromOtherNodes, 'cluster')
+    socket.on('disconnect', (reason) => {
+      log?.info({ socketId: socket.id, reason }, 'socket client disconnected from /')
+      // the namespace let go of it already
+      if (chat.sockets.size > 0) return
+      everyNode?.()
+      everyNode = null
+    })
     fanout.addChatClient(socket)
     socket.on('message', (text: unknown, ack: unknown) => {
       const reply = ackOf(ack)
@@ -382,6 +399,7 @@ export function createBridge(parts: BridgeParts, opts: BridgeOptions = {}): Brid
 
   async function close(): Promise<void> {
     for (const stop of unsubscribe) stop()
+    everyNode?.()
     stopPresence()
     stopStatus()
     registry.off('update', onUpdate)

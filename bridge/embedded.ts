@@ -30,12 +30,13 @@ export function embeddedSource(broker: Broker, policy: Policy): MessageSource {
     onStatus: () => () => {},
     limits: { maxPacketSize: broker.limits.maxPacketSize, maxTopicLength: broker.limits.maxTopicLength },
 
-    subscribe(filter, handler) {
+    subscribe(filter, handler, scope = 'node') {
       // [MQTT-4.7.2-1] a filter starting with a wildcard does not match `$` topics; aedes' emitter would
       const wild = filter.startsWith('#') || filter.startsWith('+')
-      return broker.subscribe(filter, (m) => {
+      const deliver = (m: BrokerMessage) => {
         if (!(wild && m.topic.startsWith('$'))) handler(toMessage(m))
-      })
+      }
+      return scope === 'node' ? broker.subscribeLocal(filter, deliver) : broker.subscribe(filter, deliver)
     },
 
     async publish(message: OutgoingMessage, principal: Principal) {

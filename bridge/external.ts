@@ -378,6 +378,7 @@ export async function externalSource(opts: ExternalBrokerOptions, policy: Policy
     limits,
     stats,
 
+    // whatever the scope: every node on this broker subscribes to it, and gets every node's messages
     subscribe(filter, handler) {
       const entry = { filter, handler }
       handlers.add(entry)

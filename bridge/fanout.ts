@@ -25,8 +25,8 @@ export interface LiveSocketData extends ChatSocketData, AppliedView {}
 /**
  * A group of `/live` clients that nodes of a cluster share, so that the node that received a
  * message or a reading sends it to every node's clients of the group, once: the clients of one set
- * of topic filters, or of the readings of one set of devices. Device state needs no sharing: every
- * node's registry sees every message and tells its own clients.
+ * of topic filters, or of the readings of one set of devices. Device state is not sent across: every
+ * node's registry has every node's devices (the others' mirrored) and tells its own clients.
  */
 export interface LiveGroup {
   kind: 'filters' | 'readings'
@@ -70,8 +70,8 @@ export interface FanoutOptions {
    * One of several nodes whose `/live` broadcasts reach every node's clients (socket.io's Redis
    * adapter): `/live` gets only what `send` says this node received from its publisher, and only
    * the readings `sendDeviceUpdate` is given (this node's), sent to every group of any node
-   * (`addGroup`), and told of each group made here; `/` and device events stay on this node,
-   * which sees every message.
+   * (`addGroup`), and told of each group made here; `/` and device events stay on this node
+   * (`send` with `origin` false: another node's message, for `/` only).
    */
   cluster?: { announceGroup(group: LiveGroup): void }
   onLimit?: OnLimit

@@ -53,6 +53,14 @@ export interface MessageSourceLimits {
 }
 
 /**
+ * Whose messages a subscription gets: those this node takes in (`node`: published through it, by
+ * its MQTT clients, its sockets or its broker itself; on an external broker, everything its
+ * subscriptions bring), or those of every node that shares its broker (`cluster`: with a cluster's
+ * emitter, the other nodes' publishes too). A node alone takes in every message either way.
+ */
+export type SubscriptionScope = 'node' | 'cluster'
+
+/**
  * Where MQTT messages come from and go to: the embedded broker, or one that
  * Pulseboard connects to. The bridge, the registry and the store see only
  * this, so none of them knows which broker it is.
@@ -62,11 +70,11 @@ export interface MessageSource {
   readonly description: string
   readonly limits: MessageSourceLimits
   /**
-   * Every message matching `filter`, published by anyone (socket clients through
-   * `publish` included, exactly once); `$` topics only when the filter names them.
-   * Returns a function that ends the subscription.
+   * Every message matching `filter` within `scope` (this node's, by default), published by anyone
+   * (socket clients through `publish` included, exactly once); `$` topics only when the filter
+   * names them. Returns a function that ends the subscription.
    */
-  subscribe(filter: string, handler: (message: Message) => void): () => void
+  subscribe(filter: string, handler: (message: Message) => void, scope?: SubscriptionScope): () => void
   /** Publishes for a principal; rejects with a CodedError when the policy or the broker refuses. */
   publish(message: OutgoingMessage, principal: Principal): Promise<void>
   onPresence(handler: (event: PresenceEvent) => void): () => void

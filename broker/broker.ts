@@ -7,6 +7,7 @@ import { Aedes, type AedesOptions, type AedesPublishPacket, type AuthenticateErr
 import type { Logger } from 'pino'
 import type { OnLimit } from '../protocol/limits.ts'
 import { ANONYMOUS, OPEN_POLICY, type Policy, type Principal } from '../protocol/access.ts'
+import { topicMatches } from '../protocol/topics.ts'
 import { FlappingDetector } from './flapping.ts'
 import { PacketSizeGuard } from './packet-size.ts'
 import { BoundedPersistence, type AsyncPersistence, type PersistenceLimits } from './persistence.ts'
@@ -127,6 +128,12 @@ export interface Broker extends EventEmitter<BrokerEvents> {
    * emitter, every broker's); returns a function that ends the subscription.
    */
   subscribe(filter: string, deliver: (message: BrokerMessage) => void): () => void
+  /**
+   * Every message matching `filter` published through this broker (by its clients, in-process,
+   * or by the broker itself: `$SYS`, wills), as it is routed; with a shared emitter, not the other
+   * brokers'. Returns a function that ends the subscription.
+   */
+  subscribeLocal(filter: string, deliver: (message: BrokerMessage) => void): () => void
   /** Publishes from inside the process; `origin` comes back on the message to subscribers in-process. */
   publish(message: { topic: string; payload: Buffer; qos: 0 | 1 | 2; retain: boolean }, origin: string): Promise<void>
   /** The retained messages it holds now. */
@@ -313,10 +320,20 @@ export async function createBroker(opts: BrokerOptions = {}): Promise<Broker> {
       packet.brokerId !== undefined && packet.brokerId !== aedes.id ? { ...packet, brokerId: undefined, brokerCounter: undefined } : packet,
       ...rest,
     )) as typeof aedes.publish
-  aedes.on('publish', (_packet, client) => {
-    if (!client) return
-    routing = Math.max(0, routing - 1)
-    stats.messagesIn++
+  /** In-process subscribers to what this broker routes, with a shared emitter (`subscribeLocal`). */
+  const localSubscribers = new Set<{ filter: string; deliver: (message: BrokerMessage) => void }>()
+  // aedes emits `publish` on the broker a publish went through, never for what the emitter brings
+  // from other brokers, once the packet is stored (retained, offline queues) and the emitter has
+  // it. Its packet is the one given to `aedes.publish`, not the routed copy: no brokerId, and no
+  // clientId, qos or retain where the publisher left them out (the broker's own `$SYS`).
+  aedes.on('publish', (packet, client) => {
+    if (client) {
+      routing = Math.max(0, routing - 1)
+      stats.messagesIn++
+    }
+    if (localSubscribers.size === 0) return
+    const message = toMessage(packet, client?.id ?? (packet as ClientPacket).clientId, true)
+    for (const { filter, deliver } of localSubscribers) if (topicMatches(filter, packet.topic)) deliver(message)
   })
   // an MQTT 5 device is told why in the log, once per 10 s: its own error says only "unacceptable protocol version"
   let versionLoggedAt = 0
@@ -347,27 +364,38 @@ export async function createBroker(opts: BrokerOptions = {}): Promise<Broker> {
     events.emit('disconnect', client.id)
   })
 
-  // aedes sets `clientId` on the packets its clients publish; its types leave it out
-  function toMessage(packet: AedesPublishPacket & { clientId?: string }): BrokerMessage {
+  function toMessage(packet: AedesPublishPacket, clientId: string | undefined, local: boolean): BrokerMessage {
     const origin = packet.properties?.userProperties?.[ORIGIN_PROPERTY]
     return {
       topic: packet.topic,
       payload: Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload),
-      qos: packet.qos,
-      retain: packet.retain,
-      ...(packet.clientId !== undefined && { clientId: packet.clientId }),
+      qos: packet.qos ?? 0,
+      retain: packet.retain ?? false,
+      ...(clientId !== undefined && { clientId }),
       ...(typeof origin === 'string' && { origin }),
-      local: packet.brokerId === aedes.id,
+      local,
     }
   }
+  /** A routed packet as an in-process subscriber gets it. */
+  const routed = (packet: ClientPacket) => toMessage(packet, packet.clientId, packet.brokerId === aedes.id)
 
   function subscribe(filter: string, deliver: (message: BrokerMessage) => void): () => void {
     const listener = (packet: AedesPublishPacket, done: () => void) => {
-      deliver(toMessage(packet))
+      deliver(routed(packet))
       done()
     }
     aedes.subscribe(filter, listener, noop)
     return () => aedes.unsubscribe(filter, listener, noop)
+  }
+
+  function subscribeLocal(filter: string, deliver: (message: BrokerMessage) => void): () => void {
+    // Alone, everything the emitter routes was published here, and its subscription gets it first:
+    // aedes' own emitter calls back only once every subscriber's write is done, so `publish`
+    // would wait for the slowest MQTT subscriber.
+    if (opts.mq === undefined) return subscribe(filter, deliver)
+    const entry = { filter, deliver }
+    localSubscribers.add(entry)
+    return () => localSubscribers.delete(entry)
   }
 
   function publish(message: { topic: string; payload: Buffer; qos: 0 | 1 | 2; retain: boolean }, origin: string): Promise<void> {
@@ -379,7 +407,7 @@ export async function createBroker(opts: BrokerOptions = {}): Promise<Broker> {
   }
 
   async function* retained(): AsyncIterable<BrokerMessage> {
-    for await (const packet of persistence.createRetainedStream('#') as AsyncIterable<AedesPublishPacket>) yield toMessage(packet)
+    for await (const packet of persistence.createRetainedStream('#') as AsyncIterable<AedesPublishPacket>) yield routed(packet)
   }
 
   function handle(stream: Duplex, req?: IncomingMessage): void {
@@ -418,7 +446,7 @@ export async function createBroker(opts: BrokerOptions = {}): Promise<Broker> {
     if (tcpServer.listening) await closed
   }
 
-  return Object.assign(events, { aedes, stats, limits, persistence, tcpServer, handle, subscribe, publish, retained, close })
+  return Object.assign(events, { aedes, stats, limits, persistence, tcpServer, handle, subscribe, subscribeLocal, publish, retained, close })
 }
 
 /** The user property that carries an in-process publisher's origin. */
@@ -426,6 +454,8 @@ const ORIGIN_PROPERTY = 'pulseboard-origin'
 const noop = () => {}
 
 // Fields aedes keeps at run time that its type declarations leave out.
+/** aedes sets `clientId` on the packets its clients publish. */
+type ClientPacket = AedesPublishPacket & { clientId?: string }
 const clientsOf = (aedes: Aedes) => (aedes as unknown as { clients: Record<string, Client> }).clients
 const subscriptionsOf = (client: Client) => (client as unknown as { subscriptions: Record<string, unknown> }).subscriptions
 

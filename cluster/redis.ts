@@ -7,6 +7,8 @@ import { createClient } from 'redis'
 import { createAdapter } from '@socket.io/redis-streams-adapter'
 import { Adapter } from 'socket.io-adapter'
 import type { Namespace } from 'socket.io'
+import type { ClusterHealth } from '../protocol/health.ts'
+import type { OnLimit } from '../protocol/limits.ts'
 import type { AsyncPersistence } from '../broker/persistence.ts'
 import type { LiveGroup } from '../bridge/fanout.ts'
 import type { MessageSource, PresenceEvent } from '../bridge/source.ts'
@@ -18,6 +20,8 @@ export interface ClusterOptions {
   /** This node's name in Redis and in logs. @default <host name>-<random> */
   nodeId?: string
   logger?: Logger
+  /** Called each time input reaches a bound. */
+  onLimit?: OnLimit
 }
 
 /** Redis cannot be reached at start: one line for people. */
@@ -41,6 +45,10 @@ export interface Cluster {
   /** Devices' presence and latest values, as every node sees them. */
   loadDevices(): Promise<Saved[]>
   saveDevices(devices: readonly Saved[]): void
+  /** This node's devices that changed, for every other node's registry (a PUBLISH of at most 1 MiB each, one a batch as a rule). */
+  shareDevices(devices: readonly Saved[]): void
+  /** Devices another node shared. */
+  onDevices(handler: (devices: Saved[]) => void): () => void
   forgetDevice(id: string): void
   /** A user's change to a device, for every node's registry. */
   publishEdit(edit: DeviceEdit): void
@@ -49,9 +57,12 @@ export interface Cluster {
   groups(): Promise<LiveGroup[]>
   announceGroup(group: LiveGroup): void
   onGroup(handler: (group: LiveGroup) => void): () => void
-  readonly stats: { nodes: number; redisErrors: number }
+  readonly stats: ClusterStats
   close(): Promise<void>
 }
+
+/** What `/api/health` shows of the cluster. */
+export type ClusterStats = Omit<ClusterHealth, 'nodeId'>
 
 /** What a user changed on one node, for the others. */
 export type DeviceEdit = { op: 'rename'; id: string; name: string | null } | { op: 'forget'; id: string }
@@ -66,6 +77,7 @@ const KEY = {
   presence: 'pulseboard:presence',
   groupNews: 'pulseboard:groups:news',
   edits: 'pulseboard:edits',
+  deviceNews: 'pulseboard:devices:news',
   stream: 'pulseboard:live',
   wills: 'pulseboard:wills',
 }
@@ -74,12 +86,20 @@ const HEARTBEAT_MS = 2000
 const DEAD_AFTER_MS = 10_000
 /** `/live` groups shared at most; beyond, a node's new groups are not announced (and logged). */
 const MAX_GROUPS = 10_000
+/** Bytes of one PUBLISH of shared devices; a batch over it goes in several, and a device over it alone is not shared. */
+const MAX_DEVICE_NEWS_BYTES = 1024 * 1024
+/** `$`, the first byte after the channel prefix of the broker's own topics. */
+const DOLLAR = 0x24
 
 type RedisClient = ReturnType<typeof createClient>
 const require = createRequire(import.meta.url)
 // CommonJS, both; the persistence's async class is exported by path only (as aedes-persistence's is)
 const { MQEmitterRedisPrefix } = require('mqemitter-redis') as {
-  MQEmitterRedisPrefix: new (prefix: string, opts: { connectionString: string }) => { close(cb: () => void): void }
+  MQEmitterRedisPrefix: new (prefix: string, opts: { connectionString: string }) => {
+    close(cb: () => void): void
+    /** Its ioredis subscriber: a message of a channel it subscribed to, or of a pattern. */
+    subConn: { on(event: 'messageBuffer', listener: (channel: Buffer) => void): void; on(event: 'pmessageBuffer', listener: (pattern: Buffer, channel: Buffer) => void): void }
+  }
 }
 /**
  * The emitter's Redis channels start with this: it subscribes to a pattern for `#`, which
@@ -108,7 +128,8 @@ export async function joinCluster(opts: ClusterOptions): Promise<Cluster> {
   const nodeId = opts.nodeId ?? `${os.hostname()}-${randomBytes(3).toString('hex')}`
   const log = opts.logger
   const url = redact(opts.url)
-  const stats = { nodes: 1, redisErrors: 0 }
+  const stats: ClusterStats = { nodes: 1, redisErrors: 0, messagesFromRedis: 0, devicesShared: 0, devicesMirrored: 0 }
+  const onLimit: OnLimit = opts.onLimit ?? (() => {})
 
   const connect = async (): Promise<RedisClient> => {
     // at start one attempt, so a wrong URL is one line; afterwards it retries with back-off
@@ -141,6 +162,12 @@ export async function joinCluster(opts: ClusterOptions): Promise<Cluster> {
   await adapterClient.connect()
 
   const mq = new MQEmitterRedisPrefix(MQTT_CHANNEL_PREFIX, { connectionString: opts.url })
+  // what every node's publishes cost this one: each reaches it only through a subscription here
+  const heard = (channel: Buffer) => {
+    if (channel[MQTT_CHANNEL_PREFIX.length] !== DOLLAR) stats.messagesFromRedis++
+  }
+  mq.subConn.on('messageBuffer', heard)
+  mq.subConn.on('pmessageBuffer', (_pattern, channel) => heard(channel))
   const persistence = streaming(oneWillPerClient(new RedisPersistence(ioredisOptions(opts.url)), db, () => stats.redisErrors++))
 
   // heartbeats, and the sweep of nodes that stopped beating
@@ -205,6 +232,22 @@ export async function joinCluster(opts: ClusterOptions): Promise<Cluster> {
     for (const h of editHandlers) h(edit)
   })
 
+  const deviceHandlers = new Set<(devices: Saved[]) => void>()
+  // this node's own news comes back too: known by its first bytes, it is not parsed
+  const ownNews = `{"node":${JSON.stringify(nodeId)},`
+  await sub.subscribe(KEY.deviceNews, (text) => {
+    if (text.startsWith(ownNews)) return
+    const { devices } = JSON.parse(text) as { node: string; devices: Saved[] }
+    stats.devicesMirrored += devices.length
+    for (const h of deviceHandlers) h(devices)
+  })
+  function publishNews(parts: readonly string[]): void {
+    stats.devicesShared += parts.length
+    db.publish(KEY.deviceNews, `${ownNews}"devices":[${parts.join(',')}]}`).catch(() => stats.redisErrors++)
+  }
+  /** Bytes of a PUBLISH of shared devices besides the devices themselves. */
+  const newsFrame = Buffer.byteLength(`${ownNews}"devices":[]}`)
+
   const cluster: Cluster = {
     nodeId,
     mq,
@@ -250,6 +293,31 @@ export async function joinCluster(opts: ClusterOptions): Promise<Cluster> {
       if (devices.length === 0) return
       const fields = Object.fromEntries(devices.map((d) => [d.id, JSON.stringify(d.snapshot)]))
       db.hSet(KEY.devices, fields).catch(() => stats.redisErrors++)
+    },
+    shareDevices(devices) {
+      let parts: string[] = []
+      let bytes = newsFrame
+      for (const device of devices) {
+        const json = JSON.stringify(device)
+        // and its comma
+        const size = Buffer.byteLength(json) + 1
+        if (newsFrame + size > MAX_DEVICE_NEWS_BYTES) {
+          onLimit('cluster_device_bytes', { device: device.id, bytes: size })
+          continue
+        }
+        if (bytes + size > MAX_DEVICE_NEWS_BYTES) {
+          publishNews(parts)
+          parts = []
+          bytes = newsFrame
+        }
+        parts.push(json)
+        bytes += size
+      }
+      if (parts.length > 0) publishNews(parts)
+    },
+    onDevices(handler) {
+      deviceHandlers.add(handler)
+      return () => deviceHandlers.delete(handler)
     },
     forgetDevice(id) {
       db.hDel(KEY.devices, id).catch(() => stats.redisErrors++)

@@ -31,6 +31,8 @@ export interface DevicePresence {
 export interface Tracked {
   state: DeviceState
   presence: DevicePresence
+  /** Its state is another node's, which says when it is stale: here its last-seen time moves only as often as that node shares it. */
+  mirrored?: boolean
 }
 
 /**
@@ -167,7 +169,10 @@ export class Presence<D extends Tracked> {
     if (clientId !== undefined) this.#byClient.get(clientId)?.delete(device.state.id)
   }
 
-  /** Marks online devices that went quiet as stale, and asleep ones that missed their reports as offline. */
+  /**
+   * Marks online devices that went quiet as stale (a mirrored one's node does that), and asleep
+   * ones that missed their reports as offline: of a node that died too.
+   */
   checkStale(devices: Iterable<D>, now: number): void {
     for (const device of devices) {
       const { state, presence } = device
@@ -176,7 +181,7 @@ export class Presence<D extends Tracked> {
         this.#changed(device)
         continue
       }
-      if (!state.online || state.stale || presence.interval === 0 || state.lastSeen === null) continue
+      if (device.mirrored || !state.online || state.stale || presence.interval === 0 || state.lastSeen === null) continue
       if (now - state.lastSeen > STALE_AFTER_INTERVALS * presence.interval) {
         state.stale = true
         this.#changed(device)

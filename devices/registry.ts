@@ -47,6 +47,11 @@ interface Device {
   metricCount: number
   /** The name its firmware announced; a user's name (`state.renamed`) is shown instead. */
   announcedName?: string
+  /**
+   * Another node of a cluster took in its last message: its state is that node's (`mirror`), which
+   * says when it is stale and saves it; this node shows it. Its next message here makes it this node's.
+   */
+  mirrored: boolean
 }
 
 /** What the registry saves of one device, to start from it after a restart: plain JSON. */
@@ -63,9 +68,11 @@ export interface DeviceSnapshot {
 export interface RegistryEvents {
   /**
    * One batch: devices with a change that matters (online, stale, name, a new metric or topic),
-   * the readings accepted since the last batch, and devices whose only change is new values.
+   * the readings accepted since the last batch, devices whose only change is new values, the
+   * readings to store, and, apart, the changed devices that other nodes of a cluster took in
+   * (`mirror`, or their presence here): to show, not to save or share.
    */
-  update: [changed: DeviceState[], readings: Reading[], valuesOnly: DeviceState[], stored: Reading[]]
+  update: [changed: DeviceState[], readings: Reading[], valuesOnly: DeviceState[], stored: Reading[], mirrored: DeviceState[]]
   /** A device was forgotten: to stay within `maxDevices`, or because a user asked. */
   forget: [id: string]
   /** A user named a device (null: back to its announced name). */
@@ -152,8 +159,10 @@ export class Registry extends EventEmitter<RegistryEvents> {
    * Devices saved before a restart, oldest seen first. Nobody is connected yet, so none is
    * online: each shows when it was last seen until it reports, and a sleeper whose next
    * report is still due stays asleep. Records that do not look like snapshots are skipped.
+   * `mirrored`: they are a cluster's, shared by every node, and each stays the other nodes' (see
+   * `mirror`) until this node takes in a message of it.
    */
-  restore(saved: readonly { id: string; snapshot: unknown }[]): number {
+  restore(saved: readonly { id: string; snapshot: unknown }[], { mirrored = false } = {}): number {
     const now = Date.now()
     const ordered = saved
       .map(({ id, snapshot }) => (isSnapshot(id, snapshot) ? snapshot : null))
@@ -168,16 +177,8 @@ export class Registry extends EventEmitter<RegistryEvents> {
       const due = state.asleep && state.nextReport !== undefined && now <= state.nextReport + 2 * presence.interval
       state.asleep = due
       if (!due) delete state.nextReport
-      const device: Device = {
-        state,
-        presence: { ...Presence.initial(), interval: presence.interval, lastBurst: presence.lastBurst, announcesStatus: presence.announcesStatus, reports: presence.reports },
-        ...(s.commandBase !== undefined && { commandBase: s.commandBase }),
-        commandTopics: s.commandTopics,
-        binary: new Set(s.binary),
-        labels: new Map(s.labels),
-        metricCount: Object.keys(state.metrics).length,
-        ...(typeof s.announcedName === 'string' && { announcedName: s.announcedName }),
-      }
+      const restarted = { ...Presence.initial(), interval: presence.interval, lastBurst: presence.lastBurst, announcesStatus: presence.announcesStatus, reports: presence.reports }
+      const device = deviceOf(s, restarted, mirrored)
       this.#devices.set(state.id, device)
       // its next connection (or, in a cluster, the one another node holds now) is known as its own
       if (clientId !== undefined) this.#presence.adopt(device, clientId)
@@ -186,14 +187,38 @@ export class Registry extends EventEmitter<RegistryEvents> {
   }
 
   /**
-   * Learns from one message on the broker. With `replay` (a retained message read at start)
-   * it learns what was announced and fills values not known yet, but the device did not speak
-   * now: its last-seen time, presence and history stay as they were.
+   * Devices of other nodes of a cluster, from the snapshots the node that took in each one's last
+   * message shares: each replaces what this node knew (presence, latest values, name, the client
+   * it publishes through, where its commands go), with no payload to parse and no readings (that
+   * node stores and sends those). It is shown here, and neither saved nor shared. Records that do
+   * not look like snapshots are skipped.
    */
+  mirror(devices: readonly { id: string; snapshot: unknown }[]): void {
+    for (const { id, snapshot } of devices) {
+      if (!isSnapshot(id, snapshot)) continue
+      const known = this.#devices.get(id)
+      if (known) {
+        this.#devices.delete(id)
+        this.#changed.delete(known)
+        this.#valuesChanged.delete(known)
+        this.#presence.forget(known)
+      } else if (this.#devices.size >= this.#opts.maxDevices) this.#forgetLeastRecent()
+      const device = deviceOf(snapshot, snapshot.presence, true)
+      // most recently seen last, as a message of it here would put it
+      this.#devices.set(id, device)
+      this.#lastSeen = device
+      if (device.presence.clientId !== undefined) this.#presence.adopt(device, device.presence.clientId)
+      this.#changed.add(device)
+    }
+    this.#schedule()
+  }
+
   /**
-   * Learns from one message. `local`: this node received it from its publisher and stores its
-   * readings; `live`: its readings go to dashboards (false for a copy only to be stored, from a
-   * shared subscription, whose other copy was shown).
+   * Learns from one message. With `replay` (a retained message read at start) it learns what
+   * was announced and fills values not known yet, but the device did not speak now: its
+   * last-seen time, presence and history stay as they were. `local`: this node received it from
+   * its publisher and stores its readings; `live`: its readings go to dashboards (false for a copy
+   * only to be stored, from a shared subscription, whose other copy was shown).
    */
   ingest(envelope: Envelope, { replay = false, local = true, live = true } = {}): void {
     this.#topicIndex.remember(envelope)
@@ -229,6 +254,8 @@ export class Registry extends EventEmitter<RegistryEvents> {
         if (matters) this.#changed.add(device)
         continue
       }
+      // it spoke here: this node's now, whichever node's it was
+      device.mirrored = false
       if (this.#seen(device, envelope) || matters) this.#changed.add(device)
       else this.#valuesChanged.add(device)
     }
@@ -333,6 +360,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
       binary: new Set(),
       labels: new Map(),
       metricCount: 0,
+      mirrored: false,
     }
     if (this.#devices.size >= this.#opts.maxDevices) this.#forgetLeastRecent()
     this.#devices.set(id, device)
@@ -452,7 +480,9 @@ export class Registry extends EventEmitter<RegistryEvents> {
 
   #flush(): void {
     this.#flushTimer = null
-    const changed = [...this.#changed].map((d) => d.state)
+    const changed: DeviceState[] = []
+    const mirrored: DeviceState[] = []
+    for (const d of this.#changed) (d.mirrored ? mirrored : changed).push(d.state)
     const valuesOnly = [...this.#valuesChanged].filter((d) => !this.#changed.has(d)).map((d) => d.state)
     const readings = this.#readings
     const stored = this.#stored
@@ -460,7 +490,24 @@ export class Registry extends EventEmitter<RegistryEvents> {
     this.#valuesChanged.clear()
     this.#readings = []
     this.#stored = []
-    if (changed.length > 0 || readings.length > 0 || valuesOnly.length > 0 || stored.length > 0) this.emit('update', changed, readings, valuesOnly, stored)
+    if (changed.length > 0 || readings.length > 0 || valuesOnly.length > 0 || stored.length > 0 || mirrored.length > 0) {
+      this.emit('update', changed, readings, valuesOnly, stored, mirrored)
+    }
+  }
+}
+
+/** A device as its snapshot has it, with this presence. */
+function deviceOf(s: DeviceSnapshot, presence: DevicePresence, mirrored: boolean): Device {
+  return {
+    state: s.state,
+    presence,
+    ...(s.commandBase !== undefined && { commandBase: s.commandBase }),
+    commandTopics: s.commandTopics,
+    binary: new Set(s.binary),
+    labels: new Map(s.labels),
+    metricCount: Object.keys(s.state.metrics).length,
+    ...(typeof s.announcedName === 'string' && { announcedName: s.announcedName }),
+    mirrored,
   }
 }
 

@@ -14,14 +14,31 @@ export interface BrokerStatus {
   error?: string
 }
 
+/** With `--cluster`: this node in its cluster. */
+export interface ClusterHealth {
+  nodeId: string
+  /** Nodes beating in Redis now. */
+  nodes: number
+  /**
+   * MQTT messages Redis delivered to this node's broker, `$SYS` left out (one per subscription
+   * pattern they match): what its MQTT clients subscribed to, from every node, and everything
+   * while it has `/` clients. Other nodes' devices reach it as their shared state instead.
+   */
+  messagesFromRedis: number
+  /** Device states this node shared with the other nodes, and the ones it took from them. */
+  devicesShared: number
+  devicesMirrored: number
+  /** Redis commands that failed, and its connections' errors. */
+  redisErrors: number
+}
+
 /** `GET /api/health`. Once the server has users, a request without a session or token gets `{ status }` only. */
 export interface HealthReport {
   status: 'ok'
   /** Seconds since the server started. */
   uptime: number
   broker: BrokerStatus
-  /** With `--cluster`: this node's name, and how many nodes beat in Redis now. */
-  cluster?: { nodeId: string; nodes: number }
+  cluster?: ClusterHealth
   /**
    * `port` is the MQTT over TCP port devices connect to, and `clients` how many are connected;
    * both are null with an external broker, where devices connect to it and not to Pulseboard.

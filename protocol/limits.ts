@@ -23,6 +23,7 @@ export const LIMITS = {
   topics: 'a topic over --max-topics or --max-topic-index-bytes was left out of the topic index',
   history_points: "the least recently updated device's points were dropped from memory to stay within --max-history-points",
   store_queue: 'a reading or message over --store-max-queue (or --store-max-queue-bytes) waiting to be written to the database was dropped',
+  cluster_device_bytes: 'a device whose state is over 1 MiB was not shared with the other nodes of the cluster, which do not show its changes',
 } as const
 
 export type LimitName = keyof typeof LIMITS

@@ -5,7 +5,7 @@ import net from 'node:net'
 import tls from 'node:tls'
 import path from 'node:path'
 import type { Logger } from 'pino'
-import { LIVE_NAMESPACE, type HealthReport } from '../protocol/index.ts'
+import { LIVE_NAMESPACE, type DeviceState, type HealthReport } from '../protocol/index.ts'
 import { Access } from '../auth/access.ts'
 import { emptyConfig, type AccessConfig } from '../auth/config.ts'
 import { brokerDefaults, createBroker, type Broker, type BrokerOptions } from '../broker/broker.ts'
@@ -177,7 +177,7 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
   }
   // loaded only for a cluster: a single node never pays for the Redis clients
   const cluster = opts.cluster
-    ? await (await import('../cluster/redis.ts')).joinCluster({ ...opts.cluster, ...(logger && { logger }) }).catch(async (err: unknown) => {
+    ? await (await import('../cluster/redis.ts')).joinCluster({ ...opts.cluster, ...(logger && { logger }), onLimit }).catch(async (err: unknown) => {
         await sqlite?.close()
         throw err
       })
@@ -208,11 +208,18 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
   const source: MessageSource = cluster ? cluster.share(own) : own
   const registry = new Registry({ onLimit, ...opts.registry }, (await store.loadFormats()) as FormatsState | undefined)
   deviceTopics = (id) => registry.get(id)?.topics ?? []
-  // in a cluster the devices every node sees are in Redis; this node's file has only its own
-  const restored = registry.restore(await (cluster ?? store).loadDevices())
+  // in a cluster the devices every node sees are in Redis, each the other nodes' until this one
+  // hears from it; this node's file has only its own
+  const restored = registry.restore(await (cluster ?? store).loadDevices(), { mirrored: cluster !== null })
   const saved = new Set(registry.list().map((d) => d.id))
   if (restored > 0) logger?.info({ devices: restored }, 'devices restored from the database')
+  const snapshotsOf = (ids: Iterable<string>) =>
+    [...ids].flatMap((id) => {
+      const snapshot = registry.snapshot(id)
+      return snapshot ? [{ id, snapshot }] : []
+    })
 
+  // this node's devices only: another node's (`mirrored`) is saved by that node
   registry.on('update', (changed, _readings, valuesOnly, stored) => {
     // each reading is stored once, by the node that received its message
     if (stored.length > 0) store.append(stored)
@@ -223,10 +230,7 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
     const fresh = changed.filter((d) => !saved.has(d.id))
     if (fresh.length > 0) {
       for (const d of fresh) saved.add(d.id)
-      const snapshots = fresh.flatMap((d) => {
-        const snapshot = registry.snapshot(d.id)
-        return snapshot ? [{ id: d.id, snapshot }] : []
-      })
+      const snapshots = snapshotsOf(fresh.map((d) => d.id))
       store.saveDevices(snapshots)
       // a node that starts now lists it at once
       cluster?.saveDevices(snapshots)
@@ -255,15 +259,14 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
       applyingEdit = false
     }
   })
+  // the other nodes' devices, as those nodes tell their own dashboards of them
+  cluster?.onDevices((devices) => registry.mirror(devices))
   // Devices and what discovery taught the parsers are saved every few seconds, not at every
   // message: a restart needs their last state, and the readings themselves are stored as they come.
   const dirty = new Set<string>()
   let factsSaved = registry.factsSeen
   function saveState(): void {
-    const saved = [...dirty].flatMap((id) => {
-      const snapshot = registry.snapshot(id)
-      return snapshot ? [{ id, snapshot }] : []
-    })
+    const saved = snapshotsOf(dirty)
     dirty.clear()
     if (saved.length > 0) store.saveDevices(saved)
     cluster?.saveDevices(saved)
@@ -302,7 +305,15 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
   })
   registerAccess(http.fastify, access)
   const bridge = createBridge(
-    { source, io: http.io, registry, policy, identify: (handshake) => identifySocket(access, handshake), record: (e) => store.log([e]), clustered: cluster !== null },
+    {
+      source,
+      io: http.io,
+      registry,
+      policy,
+      identify: (handshake) => identifySocket(access, handshake),
+      record: (e) => store.log([e]),
+      ...(cluster && { cluster: { shareDevices: (devices: DeviceState[]) => cluster.shareDevices(snapshotsOf(devices.map((d) => d.id))) } }),
+    },
     { ...opts, onLimit, ...(cluster && { fanout: { ...opts.fanout, cluster } }) },
   )
   // every node's `/live` groups get this node's messages and readings
@@ -323,7 +334,7 @@ export async function createPulseboard(opts: PulseboardOptions = {}): Promise<Pu
         status: 'ok',
         uptime: (Date.now() - startedAt) / 1000,
         broker: source.status(),
-        ...(cluster && { cluster: { nodeId: cluster.nodeId, nodes: cluster.stats.nodes } }),
+        ...(cluster && { cluster: { nodeId: cluster.nodeId, ...cluster.stats } }),
         mqtt: {
           port: broker ? mqttPort : null,
           clients: broker ? broker.stats.clients : null,

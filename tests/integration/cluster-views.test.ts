@@ -1,7 +1,8 @@
 // Two nodes of a cluster in this process, on one Debian redis-server: a view's readings reach its
-// clients on every node exactly once, from the node the device publishes to.
+// clients on every node exactly once, from the node the device publishes to, and its devices'
+// state from their own node, which mirrors what that node shared.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { Reading } from '../../protocol/index.ts'
+import type { DeviceState, Reading } from '../../protocol/index.ts'
 import { redisInstalled, startRedis, type RedisServer } from '../helpers/redis.ts'
 import { collect, startStack, type Stack } from '../helpers/stack.ts'
 
@@ -31,6 +32,8 @@ describe('a cluster and views', () => {
     const onB = await follow(b, ['meter'])
     const onA = await follow(a, ['meter'])
     const otherOnB = await follow(b, ['other'])
+    const shownOnB = await b.live({ auth: { view: { filters: [], devices: ['meter'], readings: false } } })
+    const states = collect<DeviceState>((push) => shownOnB.on('device', (batch) => batch.forEach(push)))
     const device = await a.mqtt({ clientId: 'meter' })
     // b's groups reach a through Redis: until then a does not know to send b their readings
     const warm = (v: Reading[]) => v.some((r) => r.metric === 'warm')
@@ -56,5 +59,10 @@ describe('a cluster and views', () => {
     expect(new Set(onB.values.map((r) => r.device))).toEqual(new Set(['meter']))
     expect(new Set(otherOnB.values.map((r) => r.device))).toEqual(new Set(['other']))
     expect(counted(otherOnB.values)).toEqual(all)
+    // values-only changes go out once a second
+    await states.until(`meter with n = ${total} on b`, (v) => v.some((d) => d.metrics.n?.value === total), 3000)
+    expect(new Set(states.values.map((d) => d.id)), 'the devices the view names').toEqual(new Set(['meter']))
+    expect(b.app.registry.get('meter'), "b's registry has a's device").toMatchObject({ online: true, clientId: 'meter', metrics: { n: { value: total } } })
+    expect(b.app.registry.topics().map((t) => t.topic), "but not its messages: b's broker never gave them to it").toEqual([])
   }, 30_000)
 })

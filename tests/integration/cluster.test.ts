@@ -1,16 +1,17 @@
 // Three `pulseboard start --cluster` nodes on one Debian redis-server, as child processes: a device
-// on one node and a dashboard on another, commands the other way, the same devices everywhere,
-// and `kill -9` of a node. Starting a node takes 4-20 s on a loaded machine, so the file runs one
+// on one node and a dashboard on another, commands the other way, the same devices everywhere
+// though each node takes in only its own clients' messages, and `kill -9` of a node. Starting a node takes 4-20 s on a loaded machine, so the file runs one
 // cluster through its stages in order (vitest runs a file's tests one after the other): each
 // stage uses devices and topics of its own, and the last kills node a.
+import { isDeepStrictEqual } from 'node:util'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import { createClient } from 'redis'
 import { io as connectSocket } from 'socket.io-client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { LIVE_NAMESPACE, type DeviceState, type Envelope, type Reading } from '../../protocol/index.ts'
+import { LIVE_NAMESPACE, type DeviceState, type Envelope, type HealthReport, type Reading, type TopicSummary } from '../../protocol/index.ts'
 import { killAll, pulseboard, type Child } from '../helpers/process.ts'
 import { startRedis, type RedisServer } from '../helpers/redis.ts'
-import { collect, within, type LiveClient } from '../helpers/stack.ts'
+import { collect, within, type ChatClient, type LiveClient } from '../helpers/stack.ts'
 
 /** How long a node takes to say a dead node's clients are gone: 10 s without a heartbeat, and a sweep every 2 s. */
 const DEAD_NODE_MS = 15_000
@@ -23,6 +24,8 @@ interface Node {
   httpUrl: string
   mqttUrl: string
   devices(): Promise<DeviceState[]>
+  health(): Promise<HealthReport>
+  topics(): Promise<string[]>
 }
 
 /** `pulseboard start --cluster` on free ports of 127.0.0.1, once it prints its addresses. */
@@ -44,6 +47,16 @@ async function startNode(redisUrl: string, id: string): Promise<Node> {
       const res = await fetch(`${httpUrl}/api/devices`)
       expect(res.status, `GET /api/devices on node ${id}`).toBe(200)
       return (await res.json()) as DeviceState[]
+    },
+    async health() {
+      const res = await fetch(`${httpUrl}/api/health`)
+      expect(res.status, `GET /api/health on node ${id}`).toBe(200)
+      return (await res.json()) as HealthReport
+    },
+    async topics() {
+      const res = await fetch(`${httpUrl}/api/topics?limit=1000`)
+      expect(res.status, `GET /api/topics on node ${id}`).toBe(200)
+      return ((await res.json()) as TopicSummary[]).map((t) => t.topic)
     },
   }
 }
@@ -118,6 +131,8 @@ let c: Node
 let sim: Child
 let db: ReturnType<typeof createClient>
 const dashboards: ReturnType<typeof dashboard>[] = []
+/** socket.io clients of a stage that sets each up itself, closed at the end. */
+const sockets: { disconnect(): unknown }[] = []
 
 beforeAll(async () => {
   redis = await startRedis()
@@ -130,6 +145,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const d of dashboards) d.close()
+  for (const s of sockets) s.disconnect()
   await Promise.all(clients.map((client) => client.endAsync(true).catch(() => {})))
   await killAll()
   await db?.quit().catch(() => {})
@@ -210,6 +226,82 @@ describe('a cluster of pulseboard nodes on one Redis', () => {
     expect(onB, 'b as a').toEqual(onA)
     expect(onC, 'c, started after the devices connected, as a').toEqual(onA)
   })
+
+  it("takes in only what its own clients publish: c's broker hears nothing of a device on a, yet c lists it, shows it and its readings, and its `/` clients get its messages", async () => {
+    // a dashboard on c that shows every device, every reading and every message
+    const onC = connectSocket(c.httpUrl + LIVE_NAMESPACE, { transports: ['websocket'], reconnection: false, timeout: 5000 }) as LiveClient
+    sockets.push(onC)
+    const states = collect<DeviceState>((push) => onC.on('device', (batch) => batch.forEach(push)))
+    const readings = collect<Reading>((push) => onC.on('readings', (batch) => batch.forEach(push)))
+    const messages = collect<Envelope>((push) => {
+      onC.on('message', push)
+      onC.on('messages', (batch) => batch.forEach(push))
+    })
+    await within(5000, 'the dashboard on c to connect', new Promise((resolve) => onC.once('connect', () => resolve(null))))
+    const device = await connectMqtt(a.mqttUrl, { clientId: 'meter-x' })
+    const valuesOf = (metric: string) => readings.values.filter((r) => r.device === 'meter-x' && r.metric === metric).map((r) => r.value)
+    // the groups of c's dashboard reach a through Redis first
+    for (let i = 0; i < 25 && valuesOf('warm').length === 0; i++) {
+      await device.publishAsync('devices/meter-x/telemetry', JSON.stringify({ warm: i }))
+      await readings.until('a warm-up reading on c', () => valuesOf('warm').length > 0, 200).catch(() => {})
+    }
+    expect(valuesOf('warm').length, "a reading of meter-x reaches c's dashboard").toBeGreaterThan(0)
+
+    const heardBefore = (await c.health()).cluster!.messagesFromRedis
+    const count = 20
+    for (let n = 1; n <= count; n++) await device.publishAsync('devices/meter-x/telemetry', JSON.stringify({ n }), { qos: 1 })
+    await readings.until(`reading n = ${count} on c`, () => valuesOf('n').includes(count), 10_000)
+    // values-only changes go out once a second: the last one comes within that
+    await states.until(`meter-x with n = ${count} on c`, (v) => v.some((d) => d.id === 'meter-x' && d.metrics.n?.value === count), 5000)
+    expect(valuesOf('n'), 'each reading once, from a').toEqual([...Array(count).keys()].map((i) => i + 1))
+    expect(states.values.filter((d) => d.id === 'meter-x').at(-1)).toMatchObject({ online: true, clientId: 'meter-x' })
+    const onA = (await a.devices()).find((d) => d.id === 'meter-x')
+    await eventually("c's /api/devices to show meter-x as a does", 5000, () => c.devices().then((all) => all.find((d) => d.id === 'meter-x')), (d) => isDeepStrictEqual(d, onA))
+    const health = (await c.health()).cluster!
+    expect(health.messagesFromRedis, "no MQTT message of a reached c's broker: nothing on c subscribes to it").toBe(heardBefore)
+    expect(health.devicesMirrored, 'c took meter-x from what a shared').toBeGreaterThan(0)
+    expect((await a.health()).cluster!.devicesShared, 'a shared its devices').toBeGreaterThan(0)
+    // the topic index is each node's own: what it took in
+    expect(await a.topics()).toContain('devices/meter-x/telemetry')
+    expect(await c.topics()).not.toContain('devices/meter-x/telemetry')
+
+    // `/` carries every node's messages: c hears the others' while it has a `/` client, for it only
+    const seed = connectSocket(c.httpUrl, { transports: ['websocket'], reconnection: false, timeout: 5000 }) as ChatClient
+    sockets.push(seed)
+    const said = collect<string>((push) => seed.on('message', push))
+    await within(5000, 'the `/` client on c to connect', new Promise((resolve) => seed.once('connect', () => resolve(null))))
+    for (let i = 0; i < 25 && !said.values.some((m) => m.startsWith('hello')); i++) {
+      await device.publishAsync('seed/hello', `hello ${i}`)
+      await said.until('a message from a on `/` on c', (v) => v.some((m) => m.startsWith('hello')), 200).catch(() => {})
+    }
+    expect(said.values.some((m) => m.startsWith('hello')), 'a message from a reaches a `/` client on c').toBe(true)
+    for (let n = 1; n <= 10; n++) await device.publishAsync('seed/count', `count ${n}`, { qos: 1 })
+    const counted = (texts: string[]) => texts.filter((m) => m.startsWith('count '))
+    await said.until('all 10 on `/` on c', (v) => counted(v).length >= 10)
+    await messages.until('all 10 on /live on c', (v) => counted(v.map((e) => e.payload)).length >= 10)
+    expect(counted(said.values), 'each once, in order').toEqual([...Array(10).keys()].map((i) => `count ${i + 1}`))
+    expect(counted(messages.values.filter((e) => e.topic === 'seed/count').map((e) => e.payload)), "/live on c has each once, from a, not c's copy too").toHaveLength(10)
+    expect((await c.health()).cluster!.messagesFromRedis, "c's broker hears a's messages now").toBeGreaterThan(heardBefore)
+    expect(await c.topics(), "and not its registry: the copies are `/`'s").not.toContain('seed/count')
+
+    // once the last `/` client is gone, c hears nothing of a again
+    seed.disconnect()
+    await eventually('c to see its `/` client go', 5000, () => c.health(), (h) => h.sockets.chat === 0)
+    const heardWithSeed = (await c.health()).cluster!.messagesFromRedis
+    await device.publishAsync('devices/meter-x/telemetry', JSON.stringify({ n: count + 1 }), { qos: 1 })
+    await readings.until(`reading n = ${count + 1} on c`, () => valuesOf('n').includes(count + 1), 5000)
+    expect((await c.health()).cluster!.messagesFromRedis, "without `/` clients, no message of a reaches c's broker").toBe(heardWithSeed)
+
+    // a user's edits on any node reach every node's registry
+    const renamed = await fetch(`${c.httpUrl}/api/devices/meter-x`, { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'Meter X' }) })
+    expect(renamed.status, 'PATCH on c').toBe(200)
+    for (const n of [a, b, c]) await eventually(`meter-x named on ${n.id}`, 5000, () => n.devices().then((all) => all.find((d) => d.id === 'meter-x')), (d) => d?.name === 'Meter X')
+    await device.endAsync()
+    for (const n of [a, b, c]) await eventually(`meter-x offline on ${n.id}`, 5000, () => n.devices().then((all) => all.find((d) => d.id === 'meter-x')), (d) => d?.online === false)
+    const forgotten = await fetch(`${b.httpUrl}/api/devices/meter-x`, { method: 'DELETE' })
+    expect(forgotten.status, 'DELETE on b').toBe(204)
+    for (const n of [a, b, c]) await eventually(`meter-x forgotten on ${n.id}`, 5000, () => n.devices(), (all) => !all.some((d) => d.id === 'meter-x'))
+  }, 60_000)
 
   it('after kill -9 of node a: devices fail over, retained messages and sessions survive, dashboards reconnect, a\'s devices go offline', async () => {
     expect(sim.stderr.values[0]).toBe(`Connecting 1 generic devices to ${a.mqttUrl} (failing over to ${b.mqttUrl}) ...`)

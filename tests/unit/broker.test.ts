@@ -1,6 +1,7 @@
 import { Duplex, PassThrough } from 'node:stream'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import mqttPacket, { type Packet } from 'mqtt-packet'
+import mqemitter from 'mqemitter'
 import { createBroker, type Broker, type BrokerMessage } from '../../broker/broker.ts'
 import { collect } from '../helpers/stack.ts'
 
@@ -90,5 +91,29 @@ describe('broker over in-memory streams', () => {
     await events.until('the takeover', (v) => v.filter((e) => e === 'connect same').length === 2)
     await first.closed
     expect(events.values).toEqual(['connect same', 'takeover same', 'disconnect same', 'connect same'])
+  })
+
+  it('with an emitter shared by two brokers, subscribeLocal gets what went through this one only, and subscribe every one\'s', async () => {
+    // aedes' own emitter, as a cluster's Redis one would be shared
+    const mq = mqemitter({ matchEmptyLevels: true })
+    const a = await createBroker({ mq })
+    const b = await createBroker({ mq })
+    try {
+      const here = collect<BrokerMessage>((push) => b.subscribeLocal('#', push))
+      const everywhere = collect<BrokerMessage>((push) => b.subscribe('#', push))
+      const device = connection(a)
+      device.send(connect('dev-a'))
+      await device.packets.until('the CONNACK', (p) => p.some((x) => x.cmd === 'connack'))
+      device.send({ cmd: 'publish', topic: 'x/from-a', payload: Buffer.from('1'), qos: 1, messageId: 1, retain: false, dup: false })
+      await b.publish({ topic: 'x/from-b', payload: Buffer.from('2'), qos: 0, retain: false }, 'socket:s')
+      const ours = (v: BrokerMessage[]) => v.filter((m) => !m.topic.startsWith('$'))
+      await everywhere.until('both messages on b', (v) => ours(v).length >= 2)
+      // aedes acknowledges a QoS 1 publish before it routes it: the two may come either way round
+      expect(ours(everywhere.values).map((m) => [m.topic, m.local]).sort()).toEqual([['x/from-a', false], ['x/from-b', true]])
+      expect(here.values).toEqual([{ topic: 'x/from-b', payload: Buffer.from('2'), qos: 0, retain: false, origin: 'socket:s', local: true }])
+    } finally {
+      await b.close()
+      await a.close()
+    }
   })
 })

@@ -128,3 +128,37 @@ describe('commands', () => {
     restored.close()
   })
 })
+
+describe("another node's devices", () => {
+  it('mirrors their shared state: listed, commanded, offline with their client, never stale by its own clock, and this node\'s once it hears from them', () => {
+    const origin = new Registry()
+    origin.ingest(message('devices/relay/telemetry', '{"relay":0,"t":20}', 'esp-relay', Date.now() - 1000))
+    origin.ingest(message('devices/relay/telemetry', '{"relay":0,"t":21}', 'esp-relay'))
+    // as it crosses Redis: plain JSON
+    const shared = JSON.parse(JSON.stringify([{ id: 'relay', snapshot: origin.snapshot('relay') }])) as { id: string; snapshot: unknown }[]
+    origin.close()
+    const mirrored: DeviceState[][] = []
+    registry.on('update', (_changed, _readings, _values, _stored, devices) => mirrored.push(devices))
+
+    registry.mirror([...shared, { id: 'bogus', snapshot: { state: 'not one' } }])
+    vi.advanceTimersByTime(100)
+    expect(updates, 'nothing of its own to save, store or share').toEqual([{ changed: [], readings: [], valuesOnly: [] }])
+    expect(mirrored.at(-1)!.map((d) => d.id)).toEqual(['relay'])
+    expect(registry.list().map((d) => d.id)).toEqual(['relay'])
+    expect(registry.get('relay')).toMatchObject({ online: true, clientId: 'esp-relay', metrics: { t: { value: 21 } } })
+    expect(registry.command('relay', 'relay', true)).toEqual({ topic: 'devices/relay/commands', payload: '{"name":"relay","value":true}' })
+
+    // its last-seen time moves as often as its node shares it: that node says when it is stale
+    vi.advanceTimersByTime(10_000)
+    expect(registry.get('relay')!.stale).toBe(false)
+    registry.clientDisconnected('esp-relay')
+    expect(registry.get('relay')!.online).toBe(false)
+    vi.advanceTimersByTime(100)
+    expect(mirrored.at(-1)!.map((d) => d.id)).toEqual(['relay'])
+
+    registry.ingest(message('devices/relay/telemetry', '{"t":22}', 'esp-relay'))
+    vi.advanceTimersByTime(100)
+    expect(updates.at(-1)!.changed.map((d) => d.id), 'heard from here: this node\'s').toEqual(['relay'])
+    expect(updates.at(-1)!.readings.map((r) => r.value)).toEqual([22])
+  })
+})
