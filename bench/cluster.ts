@@ -20,8 +20,14 @@ export interface ClusterBenchOptions {
   nodes: number[]
   /** Also a single Pulseboard without Redis, first in each round: what joining a cluster costs. */
   standalone: boolean
-  /** Devices, each its own MQTT connection; device d connects to node d mod n. */
+  /** Devices, each its own MQTT connection; device d connects to node d mod n (see `devicesOn`). */
   devices: number
+  /**
+   * `all`: the devices spread over the nodes; `first`: every device on node a, so that the other
+   * nodes show what the cluster's messages cost a node that takes in none of them.
+   */
+  devicesOn: 'all' | 'first'
+
   /** Messages per second from all devices together, whatever the number of nodes. */
   rate: number
   /** `/live` clients (each its own connection, every message), spread over the nodes. */
@@ -207,7 +213,8 @@ export async function runClusterBench(opts: ClusterBenchOptions): Promise<Cluste
   }
   const medians = configs.map((c) => medianOf(runs.filter((r) => r.config === configName(c))))
   const { onProgress: _p, signal: _s, ...options } = opts
-  return { options, runs, medians, ratios: ratiosOf(medians), fit: fitOf(medians) }
+  // with every device on node a, a node's work is not shared out: there is nothing to fit
+  return { options, runs, medians, ratios: ratiosOf(medians), fit: options.devicesOn === 'all' ? fitOf(medians) : null }
 }
 
 function configName(c: { nodes: number; clustered: boolean }): string {
@@ -276,7 +283,7 @@ async function runConfiguration(c: ConfigurationRun): Promise<ClusterRun> {
       spawnRole<object, PublisherReport>('publisher', {
         host: '127.0.0.1',
         port: servers[0]!.ready.mqttPort,
-        ports: servers.map((s) => s.ready.mqttPort),
+        ports: (opts.devicesOn === 'first' ? servers.slice(0, 1) : servers).map((s) => s.ready.mqttPort),
         first: 0,
         count: opts.devices,
         rate: opts.rate,
@@ -380,10 +387,10 @@ async function runConfiguration(c: ConfigurationRun): Promise<ClusterRun> {
       const received = report?.received ?? 0
       const cpu = cpuPercent(node0[i]!, node1[i]!)
       const deliveriesPerSec = received / seconds
-      const messagesInPerSec = byPort[i]! / seconds
+      const messagesInPerSec = (byPort[i] ?? 0) / seconds
       return {
         node: nodeName(i),
-        devices: spread(opts.devices, c.nodes)[i]!,
+        devices: opts.devicesOn === 'first' ? (i === 0 ? opts.devices : 0) : spread(opts.devices, c.nodes)[i]!,
         clients: clients[i]!,
         messagesInPerSec: round1(messagesInPerSec),
         deliveriesPerSec: round1(deliveriesPerSec),

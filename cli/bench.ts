@@ -65,6 +65,8 @@ Options:
   -k, --clients <n>      receiving clients
       --nodes <list>     cluster: cluster sizes, in order (default 1,2,3)
       --standalone       cluster: also a Pulseboard without Redis, first in each round
+      --devices-on <n>   cluster: all (device d on node d mod n, the default), or
+                         first (every device on node a: the others take in none)
       --history <kind>   cluster: memory, or postgres (a throwaway PostgreSQL,
                          a new database for each configuration) (default memory)
       --receiver <kind>  live, chat (namespace /) or mqtt (default: live for
@@ -118,6 +120,7 @@ export const command: Command = {
       route: { type: 'string' },
       everything: { type: 'boolean' },
       nodes: { type: 'string' },
+      'devices-on': { type: 'string' },
       standalone: { type: 'boolean' },
       history: { type: 'string' },
       url: { type: 'string' },
@@ -162,6 +165,8 @@ export const command: Command = {
       const history = values.history ?? 'memory'
       if (history !== 'memory' && history !== 'postgres') throw new UsageError(`--history must be memory or postgres, got ${JSON.stringify(history)}`)
       const nodes = (values.nodes ?? '1,2,3').split(',').map((n) => integer(n.trim(), '--nodes', 1, 8))
+      const devicesOn = values['devices-on'] ?? 'all'
+      if (devicesOn !== 'all' && devicesOn !== 'first') throw new UsageError(`--devices-on must be all or first, got ${JSON.stringify(devicesOn)}`)
       const durationMs = duration(values.duration, '--duration', 10_000)
       if (durationMs < 1000) throw new UsageError(`--duration must be at least 1s, got ${JSON.stringify(values.duration)}`)
       const opts = {
@@ -169,6 +174,7 @@ export const command: Command = {
         standalone: values.standalone ?? false,
         // modest, so that three nodes, Redis and PostgreSQL stay well inside two cores; 12 clients and 120 devices divide by 1, 2 and 3
         devices: integer(values.devices ?? '120', '--devices', 1, 10_000),
+        devicesOn,
         rate: integer(values.rate ?? '600', '--rate', 1, 100_000),
         clients: integer(values.clients ?? '12', '--clients', 0, 10_000),
         payloadSize: integer(values.payload ?? '60', '--payload', 40, 262_144),
@@ -893,7 +899,7 @@ function clusterReport(r: ClusterBenchResult): string {
   )
   const x = (n: number | null) => (n === null ? 'n/a' : `${fmt(n, 2)}x`)
   const out = [
-    `\ncluster: ${fmt(o.devices)} devices, ${fmt(o.rate)} msg/s in all, ${fmt(o.clients)} /live clients each receiving everything; ${what}, ${fmt(o.durationMs / 1000)} s measured each`,
+    `\ncluster: ${fmt(o.devices)} devices${o.devicesOn === 'first' ? ', all on node a' : ''}, ${fmt(o.rate)} msg/s in all, ${fmt(o.clients)} /live clients each receiving everything; ${what}, ${fmt(o.durationMs / 1000)} s measured each`,
     ...grid(head, rows),
     '',
     'per node (µs/msg in: its CPU per message its own devices published to it; µs/delivery: per message delivered to one of its clients):',

@@ -113,6 +113,7 @@ describe('bench --scenario cluster', () => {
       nodes: [2],
       standalone: false,
       devices: 6,
+      devicesOn: 'all',
       rate: 200,
       clients: 4,
       payloadSize: 60,
@@ -139,5 +140,29 @@ describe('bench --scenario cluster', () => {
     expect(run!.redis!.rssMb).toBeGreaterThan(1)
     expect(run!.systemCpuPercent).toBeCloseTo(run!.nodesCpuPercent + run!.redis!.cpuPercent, 0)
     expect(result.medians).toHaveLength(1)
+  }, 45_000)
+
+  it.skipIf(!redisInstalled())('puts every device on node a with --devices-on first: node b takes in nothing, and its clients still get everything', async () => {
+    const result = await runClusterBench({
+      nodes: [2],
+      standalone: false,
+      devices: 4,
+      devicesOn: 'first',
+      rate: 100,
+      clients: 2,
+      payloadSize: 60,
+      warmupMs: 500,
+      durationMs: 1000,
+      runs: 1,
+      history: 'memory',
+    })
+    const [run] = result.runs
+    expect(run).toMatchObject({ lost: 0, duplicates: 0 })
+    const [a, b] = run!.perNode
+    expect([a!.devices, b!.devices]).toEqual([4, 0])
+    expect(a!.messagesInPerSec).toBeCloseTo(run!.sentPerSec, -1)
+    expect(b!.messagesInPerSec).toBe(0)
+    expect(b!.deliveriesPerSec).toBeCloseTo(run!.sentPerSec, -1)
+    expect(result.fit).toBeNull()
   }, 45_000)
 })
