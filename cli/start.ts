@@ -260,6 +260,10 @@ export function readConfig(argv: string[], env: NodeJS.ProcessEnv): StartConfig 
     }
   }
   if (raw.clusterUrl === undefined && raw.nodeId !== undefined) throw new UsageError('--node-id goes with --cluster (or CLUSTER_URL)')
+  // a cluster joins embedded brokers; on a broker of one's own, every node already meets every message there
+  if (raw.clusterUrl !== undefined && raw.brokerUrl !== undefined) {
+    throw new UsageError('--cluster joins embedded brokers and does not go with --broker; for several nodes on one broker use --broker-share (docs/scale.md)')
+  }
   const limits: LimitValues = { broker: {}, registry: {}, store: {}, sqlite: {}, fanout: {}, app: {} }
   for (const l of LIMIT_FLAGS) {
     const text = one(l.flag) ?? env[envOf(l.flag)]

@@ -155,6 +155,12 @@ describe('pulseboard start', () => {
     ])
   })
 
+  it('refuses a cluster on an external broker, and names the way that works', async () => {
+    const child = pulseboard(['start', '--cluster', 'redis://127.0.0.1:1', '--broker', 'mqtt://127.0.0.1:1'])
+    expect(await child.exited).toBe(2)
+    expect(child.stderr.values[0]).toBe('pulseboard start: --cluster joins embedded brokers and does not go with --broker; for several nodes on one broker use --broker-share (docs/scale.md)')
+  })
+
   it('rejects a bad value in the environment with one line', async () => {
     const child = pulseboard(['start'], { PORT: 'http' })
     expect(await child.exited).toBe(2)
