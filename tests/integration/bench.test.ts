@@ -107,21 +107,11 @@ describe('bench --scenario history options', () => {
 })
 
 describe('bench --scenario cluster', () => {
+  /** Two nodes on a redis-server of its own, history in memory, one round of a second. */
+  const twoNodes = { nodes: [2], standalone: false, payloadSize: 60, warmupMs: 500, durationMs: 1000, runs: 1, history: 'memory' as const }
   // two nodes on a redis-server of its own, a second of load: this checks that it measures, not how fast
   it.skipIf(!redisInstalled())('runs 2 nodes on Redis: each message to each client once, and each node, Redis and the machine measured', async () => {
-    const result = await runClusterBench({
-      nodes: [2],
-      standalone: false,
-      devices: 6,
-      devicesOn: 'all',
-      rate: 200,
-      clients: 4,
-      payloadSize: 60,
-      warmupMs: 500,
-      durationMs: 1000,
-      runs: 1,
-      history: 'memory',
-    })
+    const result = await runClusterBench({ ...twoNodes, devices: 6, devicesOn: 'all', rate: 200, clients: 4 })
     const [run] = result.runs
     expect(run).toMatchObject({ config: '2 nodes', nodes: 2, clustered: true, lost: 0, duplicates: 0 })
     expect(run!.sentPerSec).toBeGreaterThan(100)
@@ -143,19 +133,7 @@ describe('bench --scenario cluster', () => {
   }, 45_000)
 
   it.skipIf(!redisInstalled())('puts every device on node a with --devices-on first: node b takes in nothing, and its clients still get everything', async () => {
-    const result = await runClusterBench({
-      nodes: [2],
-      standalone: false,
-      devices: 4,
-      devicesOn: 'first',
-      rate: 100,
-      clients: 2,
-      payloadSize: 60,
-      warmupMs: 500,
-      durationMs: 1000,
-      runs: 1,
-      history: 'memory',
-    })
+    const result = await runClusterBench({ ...twoNodes, devices: 4, devicesOn: 'first', rate: 100, clients: 2 })
     const [run] = result.runs
     expect(run).toMatchObject({ lost: 0, duplicates: 0 })
     const [a, b] = run!.perNode
